@@ -1,0 +1,107 @@
+"""calc_metrics.py: a run directory with snapshots gets one JSONL line per snapshot and metric, a rerun
+skips what is done (resumable), a single snapshot file works, and bad input names the flag."""
+
+import json
+import os
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+import calc_metrics
+from tests import metrics_fixtures as mf
+from tests.metrics_fixtures import single_thread  # noqa: F401 (autouse fixture)
+from torch_utils.snapshot import save_snapshot
+
+#----------------------------------------------------------------------------
+
+@pytest.fixture
+def run(tmp_path, monkeypatch):
+    monkeypatch.setenv('GANFORGE_CACHE_DIR', str(tmp_path / 'cache'))
+    monkeypatch.delenv('GANFORGE_DETECTOR_DIR', raising=False)
+    ds = mf.make_tiny_dataset(str(tmp_path / 'tiny.npz'), num_images=32)
+    det = str(tmp_path / 'det')
+    mf.write_detectors(det)
+    run_dir = tmp_path / '00000-tiny'
+    run_dir.mkdir()
+    for kimg in (0, 4):
+        torch.manual_seed(kimg)
+        save_snapshot(str(run_dir / f'network-snapshot-{kimg:06d}.pt'), G=None, D=None, G_ema=mf.TinyGenerator(),
+                      training_set_kwargs=dict(class_name='tests.metrics_fixtures.TinyDataset', path=ds), cur_nimg=kimg * 1000)
+    (run_dir / '.tmp-network-snapshot-000008.pt.abc').write_bytes(b'partial')  # a killed write: ignored
+    return dict(run_dir=run_dir, det=det, ds=ds)
+
+
+def _invoke(args):
+    return CliRunner().invoke(calc_metrics.main, args, catch_exceptions=False)
+
+
+def _lines(run_dir, metric):
+    path = run_dir / f'metric-{metric}.jsonl'
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_run_dir_is_evaluated_once_per_snapshot(run):
+    args = ['--network', str(run['run_dir']), '--metrics', 'fid1k_full,kid1k_full', '--detector-dir', run['det']]
+    result = _invoke(args)
+    assert result.exit_code == 0, result.output
+    assert '[2/2]' in result.output and 'ETA' in result.output
+    for metric in ('fid1k_full', 'kid1k_full'):
+        lines = _lines(run['run_dir'], metric)
+        assert [entry['snapshot_pkl'] for entry in lines] == ['network-snapshot-000000.pt', 'network-snapshot-000004.pt']
+        assert all(entry['metric'] == metric and entry['num_gpus'] == 1 and metric in entry['results'] for entry in lines)
+    fids = [entry['results']['fid1k_full'] for entry in _lines(run['run_dir'], 'fid1k_full')]
+    assert fids[0] != fids[1] and min(fids) > 0
+
+    # Rerun: nothing to do, no new lines.
+    result = _invoke(args)
+    assert result.exit_code == 0 and 'Nothing to do' in result.output
+    assert len(_lines(run['run_dir'], 'fid1k_full')) == 2
+
+    # A new snapshot and a new metric: only the missing pairs are computed.
+    torch.manual_seed(8)
+    save_snapshot(str(run['run_dir'] / 'network-snapshot-000008.pt'), G=None, D=None, G_ema=mf.TinyGenerator(),
+                  training_set_kwargs=dict(class_name='tests.metrics_fixtures.TinyDataset', path=run['ds']))
+    jobs = calc_metrics.calc_metrics(str(run['run_dir']), ['fid1k_full', 'is1k'], detector_dir=run['det'], verbose=False)
+    assert [(os.path.basename(p), m) for p, m in jobs] == [('network-snapshot-000000.pt', ['is1k']), ('network-snapshot-000004.pt', ['is1k']),
+                                                           ('network-snapshot-000008.pt', ['fid1k_full', 'is1k'])]
+    assert len(_lines(run['run_dir'], 'fid1k_full')) == 3 and len(_lines(run['run_dir'], 'is1k')) == 3
+
+
+def test_single_snapshot_file(run, monkeypatch):
+    snap = str(run['run_dir'] / 'network-snapshot-000004.pt')
+    monkeypatch.setenv('GANFORGE_DETECTOR_DIR', run['det'])  # the environment variable instead of the flag
+    result = _invoke(['--network', snap, '--metrics', 'pr1k3_full', '--quiet'])
+    assert result.exit_code == 0, result.output
+    (entry,) = _lines(run['run_dir'], 'pr1k3_full')
+    assert entry['snapshot_pkl'] == 'network-snapshot-000004.pt'
+    assert 0 <= entry['results']['pr1k3_full_precision'] <= 1 and 0 <= entry['results']['pr1k3_full_recall'] <= 1
+
+
+@pytest.mark.parametrize('args, flag, text', [
+    (['--metrics', 'fid50'], '--metrics', "unknown metric 'fid50'"),
+    (['--gpus', '0'], '--gpus', 'at least 1'),
+    (['--data', '/nonexistent/data.zip'], '--data', 'no such dataset'),
+    (['--detector-dir', '/nonexistent/dir'], '--detector-dir', 'not a directory'),
+])
+def test_bad_flags_are_named(run, args, flag, text):
+    result = CliRunner().invoke(calc_metrics.main, ['--network', str(run['run_dir'])] + args)
+    assert result.exit_code == 2
+    assert flag in result.output and text in result.output
+
+
+def test_bad_network_and_missing_detector(run, tmp_path):
+    result = CliRunner().invoke(calc_metrics.main, ['--network', str(tmp_path / 'nothing.pt')])
+    assert result.exit_code == 2 and '--network' in result.output and 'no such file or directory' in result.output
+    empty = tmp_path / 'empty_run'
+    empty.mkdir()
+    result = CliRunner().invoke(calc_metrics.main, ['--network', str(empty)])
+    assert result.exit_code == 2 and 'no network-snapshot-*.pt' in result.output
+    no_det = tmp_path / 'no_detectors'
+    no_det.mkdir()
+    result = CliRunner().invoke(calc_metrics.main, ['--network', str(run['run_dir']), '--metrics', 'fid1k_full', '--detector-dir', str(no_det), '--quiet'])
+    assert result.exit_code == 1
+    assert 'inception-2015-12-05.pt' in result.output and str(no_det) in result.output
+    assert not (run['run_dir'] / 'metric-fid1k_full.jsonl').exists()
+
+#----------------------------------------------------------------------------

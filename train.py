@@ -1,0 +1,331 @@
+"""Train a StyleGAN2 generator (NVlabs-compatible options, presets, exact resume).
+
+\b
+Examples:
+
+\b
+# Quick start: the built-in demo data (32x32 shapes) on CPU, a few minutes.
+python train.py --outdir=runs --data=demo --kimg=20
+
+\b
+# One GPU, 256x256 dataset, paper256 preset, ADA, mirrored.
+python train.py --outdir=runs --data=datasets/ffhq256.zip --cfg=paper256 --gpus=1 --mirror=1
+
+\b
+# Eight GPUs on one machine (spawns 8 processes).
+python train.py --outdir=runs --data=datasets/ffhq1024.zip --cfg=stylegan2 --gpus=8 --batch=32 --gamma=10
+
+\b
+# Two nodes x 8 GPUs with torchrun (run on each node, --node_rank=0 and 1).
+torchrun --nnodes=2 --nproc_per_node=8 --node_rank=0 --master_addr=node0 --master_port=29500 \\
+    train.py --outdir=/shared/runs --data=/shared/ffhq1024.zip --cfg=stylegan2 --batch=64 --resume=auto
+
+\b
+# SLURM: one task per GPU; ranks come from SLURM_PROCID / SLURM_NTASKS.
+srun --nodes=2 --ntasks-per-node=8 --gpus-per-node=8 \\
+    python train.py --outdir=/shared/runs --data=/shared/ffhq1024.zip --cfg=stylegan2 --batch=64 --resume=auto
+
+\b
+# Resume after a crash or preemption: re-run the same command with --resume=auto
+# (continues the newest run in --outdir with the same description), or name a checkpoint.
+python train.py --outdir=runs --data=demo --kimg=20 --resume=auto
+python train.py --outdir=runs --data=demo --kimg=20 --resume=runs/00000-auto-demo-gpus1-batch32-gamma0.0064/training-state-000012.pt
+"""
+
+import json
+import os
+import re
+
+import click
+import torch
+
+import dnnlib
+from torch_utils import distributed
+from training import checkpoint, demo_dataset, training_loop
+
+#----------------------------------------------------------------------------
+# Presets (NVlabs stylegan2-ada-pytorch numbers). -1 = computed by the 'auto' rules.
+
+CFG_SPECS = {
+    'auto':        dict(ref_gpus=-1, kimg=25000,  mb=-1, mbstd=-1, fmaps=-1,  lrate=-1,     gamma=-1,   ema=-1,  ramp=0.05, map=2),
+    'stylegan2':   dict(ref_gpus=8,  kimg=25000,  mb=32, mbstd=4,  fmaps=1,   lrate=0.002,  gamma=10,   ema=10,  ramp=None, map=8),
+    'paper256':    dict(ref_gpus=8,  kimg=25000,  mb=64, mbstd=8,  fmaps=0.5, lrate=0.0025, gamma=1,    ema=20,  ramp=None, map=8),
+    'paper512':    dict(ref_gpus=8,  kimg=25000,  mb=64, mbstd=8,  fmaps=1,   lrate=0.0025, gamma=0.5,  ema=20,  ramp=None, map=8),
+    'paper1024':   dict(ref_gpus=8,  kimg=25000,  mb=32, mbstd=4,  fmaps=1,   lrate=0.002,  gamma=2,    ema=10,  ramp=None, map=8),
+    'cifar':       dict(ref_gpus=2,  kimg=100000, mb=64, mbstd=32, fmaps=1,   lrate=0.0025, gamma=0.01, ema=500, ramp=0.05, map=2),
+    'progressive': dict(ref_gpus=-1, kimg=12000,  mb=-1, mbstd=-1, fmaps=-1,  lrate=-1,     gamma=-1,   ema=-1,  ramp=0.05, map=8),
+}
+
+# 'auto' on CPU: small channel counts so the quick start trains in minutes (fills only unset --cbase/--cmax/--tick/--snap).
+CPU_AUTO = dict(cbase=2048, cmax=64, tick=1, snap=5, grid=(16, 8))
+
+# Options that may change between the runs of one --resume=auto chain.
+RESUME_IGNORE_KEYS = ('run_dir', 'resume', 'total_kimg', 'data_loader_kwargs', 'metrics', 'kimg_per_tick', 'image_snapshot_ticks',
+                      'network_snapshot_ticks', 'checkpoint_keep', 'cudnn_benchmark', 'allow_tf32', 'device')
+
+#----------------------------------------------------------------------------
+
+def build_config(opts, num_gpus, dry_run=False):
+    """Turn the command-line options into the training_loop kwargs `c` and a run description."""
+    device = opts.device if opts.device != 'auto' else ('cuda' if torch.cuda.is_available() else 'cpu')
+    if device == 'cuda' and not torch.cuda.is_available():
+        raise click.BadParameter('no CUDA GPU is available; use --device=cpu', param_hint='--device')
+    if device == 'cuda' and num_gpus > torch.cuda.device_count() and distributed.detect_env().launcher == 'single':
+        raise click.BadParameter(f'{num_gpus} processes requested but only {torch.cuda.device_count()} GPUs are visible', param_hint='--gpus')
+
+    # Dataset: resolution, channels and labels come from the data.
+    c = dnnlib.EasyDict(device=device)
+    c.training_set_kwargs, dataset_name, resolution = _dataset_kwargs(opts, dry_run)
+    c.data_loader_kwargs = dnnlib.EasyDict(pin_memory=(device == 'cuda'), num_workers=opts.workers)
+    if opts.workers > 0:
+        c.data_loader_kwargs.prefetch_factor = 2
+
+    # Preset: fills only the values the command line leaves unset.
+    spec = dnnlib.EasyDict(CFG_SPECS[opts.cfg])
+    if spec.ref_gpus < 0:
+        spec.ref_gpus = num_gpus
+        spec.mb = max(min(num_gpus * min(4096 // resolution, 32), 64), num_gpus)
+        spec.mbstd = min(spec.mb // num_gpus, 4)
+        spec.fmaps = 1 if resolution >= 512 else 0.5
+        spec.lrate = 0.002 if resolution >= 1024 else 0.0025
+        spec.gamma = 0.0002 * (resolution ** 2) / spec.mb
+        spec.ema = spec.mb * 10 / 32
+    cpu_auto = opts.cfg in ('auto', 'progressive') and device == 'cpu'
+    pick = lambda value, default: default if value is None else value
+    c.batch_size = pick(opts.batch, spec.mb)
+    c.batch_gpu = pick(opts.batch_gpu, max(c.batch_size // num_gpus, 1) if opts.batch is not None else max(spec.mb // spec.ref_gpus, 1))
+    mbstd = pick(opts.mbstd_group, min(spec.mbstd, c.batch_gpu) if opts.batch_gpu is None else spec.mbstd)
+    cbase = pick(opts.cbase, CPU_AUTO['cbase'] if cpu_auto else int(spec.fmaps * 32768))
+    cmax = pick(opts.cmax, CPU_AUTO['cmax'] if cpu_auto else 512)
+    fp16 = dict(num_fp16_res=0, conv_clamp=None) if opts.fp32 else dict(num_fp16_res=4, conv_clamp=256)
+    c.G_kwargs = dnnlib.EasyDict(class_name='training.networks_stylegan2.Generator', z_dim=512, w_dim=512,
+        mapping_kwargs=dnnlib.EasyDict(num_layers=pick(opts.map, spec.map)), channel_base=cbase, channel_max=cmax, **fp16)
+    c.D_kwargs = dnnlib.EasyDict(class_name='training.networks_stylegan2.Discriminator', channel_base=cbase, channel_max=cmax,
+        block_kwargs=dnnlib.EasyDict(), mapping_kwargs=dnnlib.EasyDict(), epilogue_kwargs=dnnlib.EasyDict(mbstd_group_size=mbstd), **fp16)
+    c.G_opt_kwargs = dnnlib.EasyDict(class_name='torch.optim.Adam', lr=pick(opts.glr, spec.lrate), betas=[0, 0.99], eps=1e-8)
+    c.D_opt_kwargs = dnnlib.EasyDict(class_name='torch.optim.Adam', lr=pick(opts.dlr, spec.lrate), betas=[0, 0.99], eps=1e-8)
+    c.loss_kwargs = dnnlib.EasyDict(class_name='training.loss.StyleGAN2Loss', r1_gamma=pick(opts.gamma, spec.gamma),
+                                    style_mixing_prob=0.9, pl_weight=2)
+    if opts.cfg == 'cifar':
+        c.loss_kwargs.update(pl_weight=0, style_mixing_prob=0)
+        c.D_kwargs.architecture = 'orig'
+    c.G_reg_interval, c.D_reg_interval = 4, 16
+    c.total_kimg = pick(opts.kimg, spec.kimg)
+    c.ema_kimg = pick(opts.ema, spec.ema)
+    c.ema_rampup = spec.ramp
+    c.kimg_per_tick = pick(opts.tick, CPU_AUTO['tick'] if cpu_auto else 4)
+    c.image_snapshot_ticks = c.network_snapshot_ticks = pick(opts.snap, CPU_AUTO['snap'] if cpu_auto else 50)
+    c.image_grid_size = CPU_AUTO['grid'] if cpu_auto else None
+    c.random_seed = opts.seed
+    c.num_gpus = num_gpus
+    c.cudnn_benchmark = not opts.nobench
+    c.allow_tf32 = opts.allow_tf32
+    c.progressive_kwargs = None
+    if opts.cfg == 'progressive':
+        c.progressive_kwargs = dnnlib.EasyDict(class_name='training.progressive.ProgressiveSchedule', resolution=resolution)
+
+    # Augmentation.
+    c.augment_kwargs, c.augment_p, c.ada_target = None, 0, None
+    if opts.aug != 'noaug':
+        c.augment_kwargs = dnnlib.EasyDict(class_name='training.augment.AugmentPipe', **_augpipe_specs()[opts.augpipe])
+        if opts.aug == 'ada':
+            c.ada_target = pick(opts.target, 0.6)
+        else:
+            c.augment_p = pick(opts.p, 0.2)
+    if opts.p is not None and opts.aug != 'fixed':
+        raise click.BadParameter('can only be given with --aug=fixed', param_hint='--p')
+    if opts.target is not None and opts.aug != 'ada':
+        raise click.BadParameter('can only be given with --aug=ada', param_hint='--target')
+
+    c.metrics = _parse_metrics(opts.metrics)
+
+    # Sanity checks that name the flag.
+    if c.batch_size % num_gpus != 0:
+        raise click.BadParameter(f'--batch={c.batch_size} must be a multiple of --gpus={num_gpus}', param_hint='--batch')
+    if c.batch_size % (num_gpus * c.batch_gpu) != 0:
+        raise click.BadParameter(f'--batch={c.batch_size} must be a multiple of --gpus × --batch-gpu = {num_gpus} × {c.batch_gpu}', param_hint='--batch-gpu')
+    if c.batch_gpu < mbstd:
+        raise click.BadParameter(f'--batch-gpu={c.batch_gpu} is smaller than the minibatch-std group size {mbstd} (--mbstd-group)', param_hint='--batch-gpu')
+
+    desc = f'{opts.cfg}-{dataset_name}-gpus{num_gpus}-batch{c.batch_size}-gamma{c.loss_kwargs.r1_gamma:g}'
+    if opts.desc:
+        desc += f'-{opts.desc}'
+    return c, re.sub(r'[^0-9A-Za-z_.+-]', '_', desc)
+
+
+def _dataset_kwargs(opts, dry_run):
+    """ImageFolderDataset kwargs, its name and resolution; a demo name maps to its generated zip."""
+    from training.dataset import DatasetError, ImageFolderDataset
+    data = opts.data
+    if demo_dataset.is_demo_name(data) and not os.path.exists(data):
+        if dry_run and not os.path.isfile(demo_dataset.default_path(demo_dataset.demo_resolution(data))):
+            kwargs = dnnlib.EasyDict(class_name='training.dataset.ImageFolderDataset', path=data, use_labels=opts.cond, xflip=opts.mirror)
+            return kwargs, 'demo', demo_dataset.demo_resolution(data)  # dry run: do not generate it
+        data = demo_dataset.resolve_data_path(data)
+    if not os.path.exists(data):
+        raise click.BadParameter(f'dataset not found: {data} (a folder, a .zip made by dataset_tool.py, or "demo")', param_hint='--data')
+    try:
+        ds = ImageFolderDataset(path=data, use_labels=opts.cond, xflip=opts.mirror)
+        if opts.cond and not ds.has_labels:
+            raise click.BadParameter(f'--cond=1 requires labels, but {data} has no dataset.json labels', param_hint='--cond')
+        kwargs = dnnlib.EasyDict(class_name='training.dataset.ImageFolderDataset', path=os.path.abspath(data), use_labels=opts.cond,
+                                 max_size=len(ds) // (2 if opts.mirror else 1), xflip=opts.mirror, resolution=ds.resolution)
+        name = 'demo' if demo_dataset.is_demo_name(opts.data) else ds.name
+        return kwargs, name, ds.resolution
+    except (DatasetError, OSError, ValueError) as e:
+        raise click.BadParameter(str(e), param_hint='--data') from e
+
+
+def _augpipe_specs():
+    from training.augment import augpipe_specs
+    return augpipe_specs
+
+
+def _parse_metrics(text):
+    names = [] if text is None or text.strip().lower() == 'none' else [m.strip() for m in text.split(',') if m.strip()]
+    if names:
+        try:
+            from metrics import metric_main
+        except ImportError as e:
+            raise click.BadParameter(f'the metrics package cannot be imported ({e}); use --metrics=none', param_hint='--metrics') from e
+        bad = [m for m in names if not metric_main.is_valid_metric(m)]
+        if bad:
+            raise click.BadParameter(f'unknown metric {bad[0]!r}; valid: {", ".join(metric_main.list_valid_metrics()[:12])}, ... or none', param_hint='--metrics')
+    return names
+
+#----------------------------------------------------------------------------
+# Run directory and launch.
+
+def prepare_run_dir(c, desc, opts, dry_run=False):
+    """Pick the run dir and the resume file (rank 0 only); returns (run_dir, resume_path or None)."""
+    options = {k: v for k, v in c.items()}
+    if opts.run_dir is not None:
+        run_dir = opts.run_dir
+    elif opts.resume == 'auto':
+        try:
+            run_dir = checkpoint.find_resumable_run_dir(opts.outdir, desc, options, ignore_keys=RESUME_IGNORE_KEYS)
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint='--resume') from e
+        run_dir = run_dir or checkpoint.new_run_dir(opts.outdir, desc)
+    else:
+        run_dir = checkpoint.new_run_dir(opts.outdir, desc)
+    if opts.resume == 'auto':
+        resume = checkpoint.find_latest_checkpoint(run_dir)
+    elif opts.resume is not None:
+        resume = opts.resume
+        if not dnnlib.util.is_url(resume, allow_file_urls=True) and not os.path.isfile(resume):
+            raise click.BadParameter(f'no such file: {resume} (a training-state-*.pt, network-snapshot-*.pt, NVlabs .pkl, URL, or "auto")', param_hint='--resume')
+    else:
+        resume = None
+    if not dry_run:
+        if os.path.isdir(run_dir) and opts.run_dir is not None and opts.resume == 'auto' and resume is not None:
+            checkpoint.check_options_match(run_dir, options, ignore_keys=RESUME_IGNORE_KEYS)
+        os.makedirs(run_dir, exist_ok=True)
+        checkpoint.write_json(os.path.join(run_dir, 'training_options.json'), dict(options, run_dir=run_dir, resume=resume))
+    return run_dir, resume
+
+
+def print_summary(c, run_dir, resume, launcher):
+    dev = 'CPU' if c.device == 'cpu' else 'GPU'
+    print(f'\nTraining options:\n{json.dumps(c, indent=2)}\n')
+    print(f'Output directory:    {run_dir}')
+    print(f'Resume from:         {resume or "(fresh start)"}')
+    print(f'Number of {dev}s:      {c.num_gpus} ({launcher})')
+    print(f'Batch size:          {c.batch_size} images ({c.batch_gpu} per {dev} per round)')
+    print(f'Training duration:   {c.total_kimg} kimg')
+    print(f'Dataset path:        {c.training_set_kwargs.path}')
+    print(f'Dataset resolution:  {c.training_set_kwargs.get("resolution", "?")}')
+    print(f'Networks:            channel_base {c.G_kwargs.channel_base}, channel_max {c.G_kwargs.channel_max}, '
+          f'mapping {c.G_kwargs.mapping_kwargs.num_layers} layers\n')
+
+
+def train_worker(c):
+    """Body of every rank (inside the process group when there is more than one)."""
+    rank = distributed.get_rank()
+    device = torch.device('cuda', distributed.get_local_rank()) if c.device == 'cuda' else torch.device('cpu')
+    kwargs = dict(c, rank=rank, device=device)
+    with distributed.peer_failure_guard():
+        return training_loop.training_loop(**kwargs)
+
+
+def launch(c, desc, opts):
+    """Single process, `--gpus=N` local processes, or one rank of a torchrun/SLURM job."""
+    backend = 'nccl' if c.device == 'cuda' else 'gloo'
+    env = distributed.detect_env()
+    if env.launcher != 'single':
+        distributed.init(backend=backend)
+        try:
+            run_dir, resume = prepare_run_dir(c, desc, opts) if env.rank == 0 else (None, None)
+            run_dir, resume = distributed.broadcast_object((run_dir, resume))  # all ranks agree
+            if env.rank == 0:
+                print_summary(c, run_dir, resume, f'{env.launcher}, {env.world_size} ranks')
+            return train_worker(dnnlib.EasyDict(c, run_dir=run_dir, resume=resume))
+        finally:
+            distributed.shutdown()
+    run_dir, resume = prepare_run_dir(c, desc, opts)
+    print_summary(c, run_dir, resume, 'local processes' if c.num_gpus > 1 else 'single process')
+    c = dnnlib.EasyDict(c, run_dir=run_dir, resume=resume)
+    if c.num_gpus == 1:
+        return train_worker(c)
+    print(f'Launching {c.num_gpus} processes ({backend})...')
+    distributed.launch_local(train_worker, c.num_gpus, args=(c,), backend=backend)
+    return 'done'
+
+#----------------------------------------------------------------------------
+
+@click.command(help=__doc__)
+@click.option('--outdir',       help='Where to make the run dir', metavar='DIR', required=True)
+@click.option('--data',         help='Training data: folder, zip, or demo', metavar='[ZIP|DIR|demo]', required=True)
+@click.option('--cfg',          help='Base configuration', type=click.Choice(list(CFG_SPECS)), default='auto', show_default=True)
+@click.option('--gpus',         help='Processes: local GPUs (or CPU processes with --device=cpu); default: torchrun/SLURM world size, else 1', metavar='INT', type=click.IntRange(min=1))
+@click.option('--device',       help='Device', type=click.Choice(['auto', 'cpu', 'cuda']), default='auto', show_default=True)
+@click.option('--batch',        help='Total batch size [default: preset]', metavar='INT', type=click.IntRange(min=1))
+@click.option('--batch-gpu',    help='Batch per process per round [default: batch/gpus]', metavar='INT', type=click.IntRange(min=1))
+@click.option('--gamma',        help='R1 regularization weight [default: preset]', metavar='FLOAT', type=click.FloatRange(min=0))
+@click.option('--mirror',       help='Enable dataset x-flips', metavar='BOOL', type=bool, default=False, show_default=True)
+@click.option('--cond',         help='Train conditional model', metavar='BOOL', type=bool, default=False, show_default=True)
+@click.option('--aug',          help='Augmentation mode', type=click.Choice(['noaug', 'ada', 'fixed']), default='ada', show_default=True)
+@click.option('--p',            help='Probability for --aug=fixed [default: 0.2]', metavar='FLOAT', type=click.FloatRange(min=0, max=1))
+@click.option('--target',       help='ADA target value for --aug=ada [default: 0.6]', metavar='FLOAT', type=click.FloatRange(min=0, max=1))
+@click.option('--augpipe',      help='Augmentation pipeline', type=click.Choice(['blit', 'geom', 'color', 'filter', 'noise', 'cutout', 'bg', 'bgc', 'bgcf', 'bgcfn', 'bgcfnc']), default='bgc', show_default=True)
+@click.option('--kimg',         help='Total training duration [default: preset]', metavar='KIMG', type=click.FloatRange(min=0, min_open=True))
+@click.option('--tick',         help='How often to print progress [default: 4, CPU auto: 1]', metavar='KIMG', type=click.FloatRange(min=0, min_open=True))
+@click.option('--snap',         help='How often to save snapshots [default: 50, CPU auto: 5]', metavar='TICKS', type=click.IntRange(min=1))
+@click.option('--metrics',      help='Quality metrics, comma-separated, or none', metavar='[NAME|A,B,C|none]', default='none', show_default=True)
+@click.option('--resume',       help='Resume: auto (newest checkpoint of this run), or a checkpoint / snapshot / NVlabs pickle', metavar='[auto|PATH|URL]')
+@click.option('--run-dir',      help='Use exactly this run dir instead of a new NNNNN-desc one under --outdir', metavar='DIR')
+@click.option('--seed',         help='Random seed', metavar='INT', type=click.IntRange(min=0), default=0, show_default=True)
+@click.option('--workers',      help='DataLoader worker processes', metavar='INT', type=click.IntRange(min=0), default=3, show_default=True)
+@click.option('--fp32',         help='Disable mixed precision', metavar='BOOL', type=bool, default=False, show_default=True)
+@click.option('--nobench',      help='Disable cuDNN benchmarking', metavar='BOOL', type=bool, default=False, show_default=True)
+@click.option('--allow-tf32',   help='Allow TF32 for matmul and convolutions', metavar='BOOL', type=bool, default=False, show_default=True)
+@click.option('--cbase',        help='Capacity multiplier [default: preset]', metavar='INT', type=click.IntRange(min=1))
+@click.option('--cmax',         help='Max. feature maps [default: preset]', metavar='INT', type=click.IntRange(min=1))
+@click.option('--map',          help='Mapping network depth [default: preset]', metavar='INT', type=click.IntRange(min=1))
+@click.option('--mbstd-group',  help='Minibatch std group size [default: preset]', metavar='INT', type=click.IntRange(min=1))
+@click.option('--glr',          help='G learning rate [default: preset]', metavar='FLOAT', type=click.FloatRange(min=0, min_open=True))
+@click.option('--dlr',          help='D learning rate [default: preset]', metavar='FLOAT', type=click.FloatRange(min=0, min_open=True))
+@click.option('--ema',          help='G_ema half-life [default: preset]', metavar='KIMG', type=click.FloatRange(min=0))
+@click.option('--desc',         help='String to include in the run dir name', metavar='STR')
+@click.option('-n', '--dry-run', help='Print the options and exit without writing anything', is_flag=True)
+def main(**kwargs):
+    opts = dnnlib.EasyDict(kwargs)
+    env = distributed.detect_env()
+    num_gpus = opts.gpus or 1
+    if env.launcher != 'single':
+        if opts.gpus is not None and opts.gpus != env.world_size:
+            raise click.BadParameter(f'{env.launcher} started {env.world_size} processes but --gpus={opts.gpus}; omit --gpus', param_hint='--gpus')
+        num_gpus = env.world_size
+    c, desc = build_config(opts, num_gpus, dry_run=opts.dry_run)
+    if opts.dry_run:
+        if env.rank == 0:
+            run_dir, resume = prepare_run_dir(c, desc, opts, dry_run=True)
+            print_summary(c, run_dir, resume, env.launcher)
+            print('Dry run; exiting.')
+        return
+    launch(c, desc, opts)
+
+#----------------------------------------------------------------------------
+
+if __name__ == '__main__':
+    main()
