@@ -263,7 +263,7 @@ def _csv(choices, name):
 @click.option('--configs', default='256,1024', show_default=True, callback=_csv(['256', '1024'], 'configs'), help='StyleGAN2 resolutions whose layer shapes are used')
 @click.option('--batches', default='4,32', show_default=True, help='Batch sizes, comma-separated')
 @click.option('--dtypes', default='fp32,fp16,bf16', show_default=True, callback=_csv(list(DTYPES), 'dtypes'), help='Data types')
-@click.option('--large/--no-large', default=True, show_default=True, help='Also time tensors of 256 MiB and 1 GiB')
+@click.option('--large/--no-large', default=True, show_default=True, help='Also time large tensors (2^27 and 2^28 elements: 256 MiB to 1 GiB)')
 @click.option('--quick', is_flag=True, help='Smoke run: 256px, batch 4, the two largest layers, one 512 MiB tensor, fp32, few iterations')
 @click.option('--warmup', type=click.IntRange(min=0), default=10, show_default=True, help='Untimed calls first')
 @click.option('--iters', type=click.IntRange(min=1), default=50, show_default=True, help='Timed calls per measurement')

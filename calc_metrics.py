@@ -66,6 +66,15 @@ def dataset_kwargs_for(G, snap, data, mirror, source):
     kwargs.pop('max_size', None)
     return kwargs
 
+def check_dataset(dataset_kwargs, source):
+    """Open the dataset once so that a wrong path fails with a message naming --data, not deep in a metric."""
+    try:
+        dataset = dnnlib.util.construct_class_by_name(**dataset_kwargs)
+    except (OSError, ValueError) as e:
+        raise click.BadParameter(f'cannot open the dataset {dataset_kwargs.get("path")!r} for {source}: {e}', param_hint='--data') from e
+    if len(dataset) == 0:
+        raise click.BadParameter(f'the dataset {dataset_kwargs.get("path")!r} for {source} has no images', param_hint='--data')
+
 #----------------------------------------------------------------------------
 
 def run_jobs(rank, args, temp_dir):
@@ -92,6 +101,7 @@ def run_jobs(rank, args, temp_dir):
             snap = snapshot.load_network(path, device=device)
             G = snap['G_ema']
             dataset_kwargs = dataset_kwargs_for(G, snap, args.data, args.mirror, path)
+            check_dataset(dataset_kwargs, path)
             for metric in metrics:
                 result = metric_main.calc_metric(metric, G=G, dataset_kwargs=dataset_kwargs, num_gpus=num_gpus, rank=rank,
                                                  device=device, detector_dir=args.detector_dir, verbose=args.verbose and rank == 0,
@@ -146,7 +156,7 @@ def _parse_metrics(ctx, param, value):
 
 @click.command(context_settings=dict(help_option_names=['-h', '--help']))
 @click.option('--network', 'network', help='Snapshot .pt, NVlabs .pkl, URL, or run directory', metavar='PATH', required=True)
-@click.option('--metrics', help='Comma-separated metrics (see below)', metavar='LIST', default='fid50k_full', show_default=True, callback=_parse_metrics)
+@click.option('--metrics', help='Comma-separated metrics (see above)', metavar='LIST', default='fid50k_full', show_default=True, callback=_parse_metrics)
 @click.option('--data', help='Dataset folder or zip [default: from the snapshot]', metavar='PATH')
 @click.option('--mirror', help='Include x-flips of the dataset [default: from the snapshot]', type=bool, metavar='BOOL')
 @click.option('--gpus', help='Number of processes (GPUs; gloo processes on CPU)', type=int, default=1, show_default=True, metavar='INT')

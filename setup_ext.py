@@ -54,8 +54,10 @@ def write_manifest(entries, package_dir):
     """Write ops/_aot_manifest.json: {op: {'source_hash', 'archs', 'file'}} (atomically)."""
     from dnnlib import util
     from ops import _build
-    with util.atomic_write(os.path.join(package_dir, _build.AOT_MANIFEST), 'w') as f:
+    path = os.path.join(package_dir, _build.AOT_MANIFEST)
+    with util.atomic_write(path, 'w') as f:
         json.dump(entries, f, indent=2, sort_keys=True)
+    os.chmod(path, 0o644)  # readable by every user of a system-wide install
 
 
 def get_cmdclass():

@@ -57,7 +57,7 @@ CFG_SPECS = {
 }
 
 # 'auto' on CPU: small channel counts so the quick start trains in minutes (fills only unset --cbase/--cmax/--tick/--snap).
-CPU_AUTO = dict(cbase=2048, cmax=64, tick=1, snap=5, grid=(16, 8))
+CPU_AUTO = dict(cbase=1024, cmax=32, tick=1, snap=1, grid=(16, 8))
 
 # Options that may change between the runs of one --resume=auto chain.
 RESUME_IGNORE_KEYS = ('run_dir', 'resume', 'total_kimg', 'data_loader_kwargs', 'metrics', 'kimg_per_tick', 'image_snapshot_ticks',
@@ -290,7 +290,7 @@ def launch(c, desc, opts):
 @click.option('--augpipe',      help='Augmentation pipeline', type=click.Choice(['blit', 'geom', 'color', 'filter', 'noise', 'cutout', 'bg', 'bgc', 'bgcf', 'bgcfn', 'bgcfnc']), default='bgc', show_default=True)
 @click.option('--kimg',         help='Total training duration [default: preset]', metavar='KIMG', type=click.FloatRange(min=0, min_open=True))
 @click.option('--tick',         help='How often to print progress [default: 4, CPU auto: 1]', metavar='KIMG', type=click.FloatRange(min=0, min_open=True))
-@click.option('--snap',         help='How often to save snapshots [default: 50, CPU auto: 5]', metavar='TICKS', type=click.IntRange(min=1))
+@click.option('--snap',         help='How often to save snapshots [default: 50, CPU auto: 1]', metavar='TICKS', type=click.IntRange(min=1))
 @click.option('--metrics',      help='Quality metrics, comma-separated, or none', metavar='[NAME|A,B,C|none]', default='none', show_default=True)
 @click.option('--resume',       help='Resume: auto (newest checkpoint of this run), or a checkpoint / snapshot / NVlabs pickle', metavar='[auto|PATH|URL]')
 @click.option('--run-dir',      help='Use exactly this run dir instead of a new NNNNN-desc one under --outdir', metavar='DIR')

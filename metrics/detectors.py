@@ -13,7 +13,9 @@ it carries exactly one embedded TorchScript archive, which we then `torch.jit.lo
 The pytorch-fid `.pth` is a plain state_dict read with `torch.load(weights_only=True)`.
 
 Air-gapped clusters: `--detector-dir` / `$GANFORGE_DETECTOR_DIR` name a folder holding the files under
-their usual names (below); nothing is downloaded then.
+their usual names (below); nothing is downloaded then. Files found by their official name (in that
+folder or downloaded) are checked against the official checksum where one is known; an explicit local
+path is used as given. Either way the statistics cache is keyed by the file's own sha256.
 """
 
 import io
@@ -149,7 +151,7 @@ def resolve_detector(name_or_url_or_path, detector_dir=None, verbose=False):
     if '://' in spec:
         try:
             return dnnlib.util.open_url(spec, cache_dir=dnnlib.util.make_cache_dir_path('detectors'), return_filename=True, verbose=verbose)
-        except (IOError, FileNotFoundError) as e:
+        except OSError as e:
             raise DetectorNotFoundError(f'Cannot get detector {spec}: {e}') from e
     raise DetectorNotFoundError(f'Detector file not found: {spec}. Known detectors: {", ".join(KNOWN_DETECTORS)} '
                                 f'(files {", ".join(e["file"] for es in KNOWN_DETECTORS.values() for e in es)}).')

@@ -2,6 +2,8 @@
 local Nash equilibrium" (Heusel et al. 2017), computed as NVlabs and TTUR do: float64 mean and biased
 covariance of 2048-D Inception pool features, and the real part of scipy's matrix square root."""
 
+import warnings
+
 import numpy as np
 import scipy.linalg
 
@@ -21,9 +23,9 @@ def fid_from_stats(mu1, sigma1, mu2, sigma2):
         raise ValueError(f'fid_from_stats: got mu1 {list(mu1.shape)}, sigma1 {list(sigma1.shape)}, mu2 {list(mu2.shape)}, '
                          f'sigma2 {list(sigma2.shape)}; expected [F], [F, F], [F], [F, F]')
     m = np.square(mu1 - mu2).sum()
-    s = scipy.linalg.sqrtm(np.dot(sigma2, sigma1))
-    if isinstance(s, tuple):  # older scipy with disp=False semantics
-        s = s[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', scipy.linalg.LinAlgWarning)  # singular products are expected (NVlabs: disp=False)
+        s = scipy.linalg.sqrtm(np.dot(sigma2, sigma1))
     return float(np.real(m + np.trace(sigma2 + sigma1 - s * 2)))
 
 

@@ -356,8 +356,8 @@ def _data_loader_kwargs(opts):
 def compute_feature_stats_for_dataset(opts, detector_name, detector_kwargs, batch_size=None, max_items=None, **stats_kwargs):
     """Features of the real images (first `max_items` of the dataset, all when None), cached on disk.
 
-    The cache key covers the dataset's identity and kwargs, the detector file's sha256 and call kwargs,
-    max_items and the capture mode. A cache file that is unreadable or was written for other options
+    The cache key covers the dataset's identity and kwargs (except use_labels), the detector file's
+    sha256 and call kwargs, max_items and the capture mode. A cache file that is unreadable or was written for other options
     is recomputed, never trusted.
     """
     batch_size = batch_size or opts.batch_size
@@ -367,7 +367,8 @@ def compute_feature_stats_for_dataset(opts, detector_name, detector_kwargs, batc
     # Look up the cache (rank 0 decides, all ranks agree).
     cache_file = None
     if opts.cache:
-        key = _jsonable(dict(dataset=dataset_identity(opts.dataset_kwargs), dataset_kwargs=dict(opts.dataset_kwargs),
+        image_kwargs = {k: v for k, v in opts.dataset_kwargs.items() if k != 'use_labels'}  # labels do not change image features
+        key = _jsonable(dict(dataset=dataset_identity(opts.dataset_kwargs), dataset_kwargs=image_kwargs,
                              dataset_len=len(dataset), detector=det_id, detector_kwargs=detector_kwargs,
                              max_items=max_items, stats_kwargs=stats_kwargs))
         cache_file = dataset_stats_cache_file(dataset.name, det_id, key)
@@ -398,6 +399,7 @@ def compute_feature_stats_for_dataset(opts, detector_name, detector_kwargs, batc
         if gather:
             stats.append_torch(features, num_gpus=W, rank=r)
         else:
+            stats.set_num_features(features.shape[1])  # also on a rank whose items are all duplicates
             global_idx = (np.arange(pos, pos + len(images)) * W + r)
             stats.append(features[torch.from_numpy(global_idx < num_items).to(features.device)].detach().cpu().numpy())
         pos += len(images)
@@ -505,6 +507,7 @@ def compute_feature_stats_for_generator(opts, detector_name, detector_kwargs, ba
             if gather:
                 stats.append_torch(features, num_gpus=W, rank=r)
             else:
+                stats.set_num_features(features.shape[1])
                 valid = torch.as_tensor([g < max_items for g in idx], device=features.device)
                 stats.append(features[valid].detach().cpu().numpy())
             progress.update((step + 1) * batch_size * W)

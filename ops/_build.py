@@ -72,7 +72,8 @@ def op_sources(name):
     """Compiled sources of op `name` (paths)."""
     if name not in OPS:
         raise ValueError(f'Unknown op {name!r}: expected one of {", ".join(OPS)}')
-    return [os.path.join(CSRC_DIR, f'{name}.cpp'), os.path.join(CSRC_DIR, f'{name}.cu')]
+    # Distinct base names: setuptools maps x.cpp and x.cu to the same object file.
+    return [os.path.join(CSRC_DIR, f'{name}.cpp'), os.path.join(CSRC_DIR, f'{name}_kernel.cu')]
 
 
 def op_files(name):

@@ -199,7 +199,7 @@ class _TorchScriptPickle:
         return (torch.jit.load, (io.BytesIO(self.data),))
 
 
-def write_detectors(folder, fmt='pt', inception_seed=1, vgg_seed=2):
+def write_detectors(folder, fmt='pt', inception_seed=1, vgg_seed=2, protocol=pickle.DEFAULT_PROTOCOL):
     """Write the stand-in detectors as inception-2015-12-05.<fmt> and vgg16.<fmt> (fmt 'pt' or 'pkl')."""
     os.makedirs(folder, exist_ok=True)
     paths = []
@@ -208,7 +208,7 @@ def write_detectors(folder, fmt='pt', inception_seed=1, vgg_seed=2):
         data = torchscript_bytes(module)
         with open(path, 'wb') as f:
             if fmt == 'pkl':
-                pickle.dump(_TorchScriptPickle(data), f)
+                pickle.dump(_TorchScriptPickle(data), f, protocol=protocol)
             else:
                 f.write(data)
         paths.append(path)

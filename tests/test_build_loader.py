@@ -168,7 +168,7 @@ def test_source_hash_follows_sources(tmp_path, monkeypatch):
     shutil.copytree(_build.CSRC_DIR, csrc)
     monkeypatch.setattr(_build, 'CSRC_DIR', str(csrc))
     before = {op: _build.source_hash(op) for op in _build.OPS}
-    with open(csrc / 'bias_act.cu', 'a', encoding='utf-8') as f:
+    with open(csrc / 'bias_act_kernel.cu', 'a', encoding='utf-8') as f:
         f.write('\n// changed\n')
     after = {op: _build.source_hash(op) for op in _build.OPS}
     assert after['bias_act'] != before['bias_act']
@@ -311,7 +311,7 @@ def test_setup_ext_declares_extensions(monkeypatch, tmp_path):
     assert [e.name for e in exts] == ['ops._aot_bias_act', 'ops._aot_upfirdn2d', 'ops._aot_modconv']
     for ext in exts:
         op = ext.ganforge_info['op']
-        assert ext.sources == [f'ops/csrc/{op}.cpp', f'ops/csrc/{op}.cu']
+        assert ext.sources == [f'ops/csrc/{op}.cpp', f'ops/csrc/{op}_kernel.cu']
         ns = f'-DGANFORGE_OP_NS=ganforge_{op}_{_build.source_hash(op)}'
         assert ns in ext.extra_compile_args['cxx'] and ns in ext.extra_compile_args['nvcc']
         assert ext.ganforge_info['archs'] == ['8.0', '9.0']

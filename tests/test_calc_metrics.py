@@ -105,3 +105,32 @@ def test_bad_network_and_missing_detector(run, tmp_path):
     assert not (run['run_dir'] / 'metric-fid1k_full.jsonl').exists()
 
 #----------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_two_processes_on_cpu_match_one(run, tmp_path):
+    # --gpus=2 without CUDA: two gloo processes; the real StyleGAN2 generator class so that the spawned
+    # processes can rebuild it from the snapshot.
+    from metrics import metric_main
+    from torch_utils.snapshot import load_network
+    from training.networks_stylegan2 import Generator
+    torch.manual_seed(0)
+    G = Generator(z_dim=8, c_dim=0, w_dim=8, img_resolution=8, img_channels=3, channel_base=64, channel_max=16, mapping_kwargs=dict(num_layers=2))
+    run_dir = tmp_path / 'real'
+    run_dir.mkdir()
+    snap = str(run_dir / 'network-snapshot-000000.pt')
+    save_snapshot(snap, G=None, D=None, G_ema=G, training_set_kwargs=dict(class_name='tests.metrics_fixtures.TinyDataset', path=run['ds']))
+    result = _invoke(['--network', str(run_dir), '--metrics', 'fid1k_full', '--gpus', '2', '--detector-dir', run['det'], '--quiet'])
+    assert result.exit_code == 0, result.output
+    (entry,) = _lines(run_dir, 'fid1k_full')
+    assert entry['num_gpus'] == 2
+    single = metric_main.calc_metric('fid1k_full', G=load_network(snap)['G_ema'], dataset_kwargs=dict(class_name='tests.metrics_fixtures.TinyDataset', path=run['ds']),
+                                     device='cpu', detector_dir=run['det'])
+    assert entry['results']['fid1k_full'] == pytest.approx(single.results.fid1k_full, rel=1e-7)
+
+
+def test_unreadable_dataset_names_data_flag(run, tmp_path):
+    bad = tmp_path / 'bad.npz'
+    bad.write_bytes(b'not an npz')
+    result = CliRunner().invoke(calc_metrics.main, ['--network', str(run['run_dir']), '--metrics', 'fid1k_full', '--detector-dir', run['det'],
+                                                    '--data', str(bad), '--quiet'])
+    assert result.exit_code == 2 and '--data' in result.output and 'cannot open the dataset' in result.output

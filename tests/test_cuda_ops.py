@@ -345,3 +345,55 @@ def test_large_tensors_use_64bit_indexing():
             for ch in (slice(0, 2), slice(30, 32)):
                 torch.testing.assert_close(y[:, ch], _ref_upfirdn2d(xin[:, ch], f, up, down, pad, False, 1.0), rtol=1e-4, atol=1e-4)
             del y
+
+# ----------------------------------------------------------------------------
+# bench_ops.py
+
+
+def test_bench_ops_without_gpu_exits_2():
+    if torch.cuda.is_available():
+        pytest.skip('a GPU is present')
+    from click.testing import CliRunner
+
+    import bench_ops
+    result = CliRunner().invoke(bench_ops.main, ['--quick'])
+    assert result.exit_code == 2
+    assert 'needs a CUDA GPU' in result.output
+
+
+def test_bench_ops_cases_and_runners_on_cpu():
+    import bench_ops
+    assert bench_ops.peak_bandwidth('NVIDIA H100 80GB HBM3') == 3350
+    assert bench_ops.peak_bandwidth('NVIDIA H200') == 4800
+    assert bench_ops.peak_bandwidth('NVIDIA A100-SXM4-80GB') == 2039
+    assert bench_ops.peak_bandwidth('Some Future GPU') is None
+    assert bench_ops.layer_shapes(1024)[0] == (4, 512) and bench_ops.layer_shapes(1024)[-1] == (1024, 32)
+    assert bench_ops.layer_shapes(256)[-1] == (256, 64)
+    full = bench_ops.cases(bench_ops.OPS, [256, 1024], [4, 32], large=True, quick=False)
+    large = [c for c in full if 'large' in c['name']]
+    assert large and all(2 * torch.Size(c['shape']).numel() >= 200e6 for c in large if c['op'] != 'upsample2d')
+    assert {c['op'] for c in full} == {'bias_act', 'upsample2d', 'downsample2d', 'filter2d', 'modconv', 'grouped_conv'}
+    # Every kind of runner works on tiny CPU shapes with the reference implementation.
+    tiny = {'bias_act': [2, 3, 8, 8], 'upsample2d': [2, 3, 4, 4], 'downsample2d': [2, 3, 8, 8], 'filter2d': [2, 3, 8, 8],
+            'modconv': [2, 4, 3, 3, 3], 'grouped_conv': [2, 4, 3, 3, 3]}
+    for op, shape in tiny.items():
+        for backward in (False, True):
+            fn, nbytes = bench_ops.make_runner(dict(op=op, name=op, shape=shape, res=8), torch.float32, 'ref', backward, 0, device='cpu')
+            fn(0)
+            fn(1)
+            assert nbytes is None or nbytes > 0
+
+
+@pytest.mark.cuda
+def test_bench_ops_quick_json(tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    import bench_ops
+    path = tmp_path / 'bench.json'
+    result = CliRunner().invoke(bench_ops.main, ['--quick', '--no-large', f'--json={path}'])
+    assert result.exit_code == 0, result.output
+    data = json.loads(path.read_text())
+    assert data['copy_gbps'] > 0 and data['rows']
+    assert all(r['ms'] > 0 for r in data['rows'])

@@ -20,9 +20,10 @@ def images():
     return torch.from_numpy(np.random.RandomState(0).randint(0, 256, size=[5, 3, 8, 8]).astype(np.uint8))
 
 
-@pytest.mark.parametrize('fmt', ['pt', 'pkl'])
-def test_torchscript_detectors_load_and_match_eager(tmp_path, images, fmt):
-    inc_path, vgg_path = mf.write_detectors(str(tmp_path), fmt=fmt)
+@pytest.mark.parametrize('fmt, protocol', [('pt', None), ('pkl', 2), ('pkl', 4)])
+def test_torchscript_detectors_load_and_match_eager(tmp_path, images, fmt, protocol):
+    # Protocol 2 stores bytes as a latin-1 string passed to _codecs.encode; 4 as BINBYTES.
+    inc_path, vgg_path = mf.write_detectors(str(tmp_path), fmt=fmt, protocol=protocol or 4)
     inc = detectors.get_detector(inc_path, device='cpu')
     vgg = detectors.get_detector(vgg_path, device='cpu')
     assert isinstance(inc, torch.jit.ScriptModule)
@@ -162,3 +163,43 @@ def test_native_inception_pool_quirks():
     assert inception.InceptionV3FID().Mixed_7c.pool == 'max' and inception.InceptionV3FID().Mixed_7b.pool == 'avg'
 
 #----------------------------------------------------------------------------
+
+
+def test_failed_download_says_how_to_work_offline(monkeypatch):
+    import dnnlib
+
+    def offline(url, **kwargs):
+        raise IOError('network is unreachable')
+    monkeypatch.setattr(dnnlib.util, 'open_url', offline)
+    monkeypatch.delenv(detectors.DETECTOR_DIR_ENV, raising=False)
+    with pytest.raises(detectors.DetectorNotFoundError) as e:
+        detectors.resolve_detector(detectors.INCEPTION)
+    msg = str(e.value)
+    assert 'network is unreachable' in msg and '--detector-dir=DIR' in msg and detectors.DETECTOR_DIR_ENV in msg
+    assert 'inception-2015-12-05.pt (from https://nvlabs-fi-cdn.nvidia.com/' in msg and 'inception-2015-12-05.pkl (from https://api.ngc.nvidia.com/' in msg
+
+
+def test_bad_download_is_removed_from_cache(tmp_path, monkeypatch):
+    import dnnlib
+    cached = tmp_path / 'cached.pth'
+    cached.write_bytes(b'truncated download')
+    monkeypatch.setattr(dnnlib.util, 'open_url', lambda url, **kwargs: str(cached))
+    monkeypatch.delenv(detectors.DETECTOR_DIR_ENV, raising=False)
+    with pytest.raises(detectors.DetectorChecksumError, match='pytorch-fid/releases'):
+        detectors.resolve_detector(detectors.PT_INCEPTION)
+    assert not cached.exists()
+
+
+def test_native_inception_through_the_metric_pipeline(tmp_path, monkeypatch, native_state_dict):
+    # The native detector has the NVlabs call signature: KID on 4 + 4 images (uint8 8x8 -> 299x299 inside).
+    from metrics import kernel_inception_distance, metric_utils
+    monkeypatch.setenv('GANFORGE_CACHE_DIR', str(tmp_path / 'cache'))
+    path = str(tmp_path / 'native.pth')
+    torch.save(native_state_dict, path)
+    ds = mf.make_tiny_dataset(str(tmp_path / 'tiny.npz'), num_images=4)
+    opts = metric_utils.MetricOptions(G=mf.TinyGenerator(), dataset_kwargs=dict(class_name='tests.metrics_fixtures.TinyDataset', path=ds),
+                                      device='cpu', inception=path, batch_size=4, data_loader_kwargs=dict(num_workers=0))
+    kid = kernel_inception_distance.compute_kid(opts, max_real=4, num_gen=4, num_subsets=2, max_subset_size=4)
+    assert np.isfinite(kid)
+    (cache_file,) = os.listdir(tmp_path / 'cache' / 'gan-metrics')
+    assert cache_file.startswith('tiny-native-')  # an unknown file is keyed by its own name (and sha256)

@@ -181,6 +181,9 @@ def test_training_across_resolution_switches():
             for p in phase.module.parameters():
                 if p.grad is not None:
                     assert torch.isfinite(p.grad).all(), (phase.name, cur)
+            if cur[0] < RES:  # the top blocks are not part of the graph yet: no gradient, Adam skips them
+                top = G.synthesis.b16 if phase.name.startswith('G') else D.b16
+                assert all(p.grad is None for p in top.parameters()), (phase.name, cur)
             phase.opt.step()
     assert [r for r, _a in seen] == [4, 8, 8, 8, 16, 16, 16, 16]
     assert [a for _r, a in seen] == pytest.approx([1, 0, 0.5, 1, 0, 0.5, 1, 1])
@@ -207,3 +210,33 @@ def test_state_and_errors():
         G.set_lod(32, 1)
     with pytest.raises(ValueError, match='alpha'):
         D.set_lod(8, 1.5)
+
+
+def test_schedule_hook_for_the_training_loop():
+    G, D = prog.ProgressiveGenerator(**G_KWARGS), prog.ProgressiveDiscriminator(**D_KWARGS)
+    G_ema = prog.ProgressiveGenerator(**G_KWARGS)
+    loss = StyleGAN2Loss('cpu', G, D)
+    opts = {'G': torch.optim.Adam(G.parameters(), lr=0.1), 'D': torch.optim.Adam(D.parameters(), lr=0.1)}
+    hook = prog.ProgressiveSchedule(resolution=RES, start_res=4, stabilize_kimg=0.004, fade_kimg=0.008,
+                                    lr_table={'8': 0.004}, batch_table={4: 32, 8: 16}, G_reg_interval=4, D_reg_interval=16)
+    assert hook.batch_size(0, 8) == 32 and hook.batch_size(4, 8) == 16 and hook.batch_size(20, 8) == 8
+    reals = torch.randn([2, 3, RES, RES])
+    resets = []
+    for nimg in range(0, 28, 4):
+        p = next(D.parameters())
+        p.grad = torch.ones_like(p)
+        opts['D'].step()  # give the optimizer some state to reset
+        lod, reset = hook.update(nimg, G=G, D=D, G_ema=G_ema, loss=loss, opts=opts)
+        assert lod == hook.at(nimg) and (G.lod_res, G.lod_alpha) == lod == (D.lod_res, D.lod_alpha) == (G_ema.lod_res, G_ema.lod_alpha)
+        torch.testing.assert_close(loss.real_img_transform(reals), prog.blend_reals(reals, *lod))
+        if reset:
+            resets.append(nimg)
+            assert len(opts['D'].state) == 0
+    assert resets == [8, 12, 20, 24]
+    assert opts['G'].param_groups[0]['lr'] == pytest.approx(0.004 * 4 / 5)     # 8px entry, lazy-reg rescaled
+    assert opts['D'].param_groups[0]['lr'] == pytest.approx(0.004 * 16 / 17)   # 16px keeps it
+    restored = prog.ProgressiveSchedule(resolution=RES, start_res=4, stabilize_kimg=0.004, fade_kimg=0.008)
+    restored.load_state_dict(hook.state_dict())
+    assert restored.lod == hook.lod
+    with pytest.raises(TypeError, match='ProgressiveGenerator'):
+        hook.update(0, G=Generator(**G_KWARGS), D=D)

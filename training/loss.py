@@ -139,6 +139,7 @@ class StyleGAN2Loss:
         self.gp_lambda = float(gp_lambda)
         self.wgan_epsilon = float(wgan_epsilon)
         self.ada_controller = ada_controller
+        self.real_img_transform = None  # callable applied to real_img first (progressive growing sets blend_reals)
         self.pl_mean = torch.zeros([], device=self.device)  # running mean path length (saved state)
 
     # Saved state: the running PL mean.
@@ -206,6 +207,8 @@ class StyleGAN2Loss:
         """
         if phase not in PHASES:
             raise ValueError(f'accumulate_gradients: phase must be one of {", ".join(PHASES)}, got {phase!r}')
+        if self.real_img_transform is not None:
+            real_img = self.real_img_transform(real_img)
         do_Gmain = phase in ('Gmain', 'Gboth')
         do_Gpl = phase in ('Greg', 'Gboth') and self.pl_weight != 0
         do_Dmain = phase in ('Dmain', 'Dboth')

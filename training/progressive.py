@@ -39,6 +39,8 @@ the schedule) and is also kept in the module's state_dict (as `_extra_state`), s
 taken mid-growth renders at the resolution it was trained at.
 """
 
+import functools
+
 import numpy as np
 import torch
 
@@ -304,5 +306,82 @@ class ProgressiveDiscriminator(_LodMixin, Discriminator):
 
     def extra_repr(self):
         return super().extra_repr() + f', lod_res={self.lod_res}, lod_alpha={self.lod_alpha:g}'
+
+#----------------------------------------------------------------------------
+# The training loop's hook.
+
+class ProgressiveSchedule:
+    """Progressive growing driven by the training loop: `update(cur_nimg, G=..., D=..., ...)` once
+    per minibatch, before the phases run.
+
+    Each update computes (cur_res, alpha) with `progressive_schedule`, sets it on G, G_ema and D
+    (which must be ProgressiveGenerator / ProgressiveDiscriminator), makes the loss blend its
+    reals with `blend_reals`, resets the optimizers' state where ProGAN does (start and end of
+    each fade) and applies the per-resolution learning rate table. `batch_size(cur_nimg)` reads
+    the per-resolution batch table for loops that support a changing batch.
+
+    Args:
+        resolution:     final (dataset) resolution.
+        start_res:      first resolution (ProGAN: 4).
+        stabilize_kimg: thousands of images per stabilization phase (ProGAN: 600).
+        fade_kimg:      thousands of images per fade-in (ProGAN: 600).
+        batch_table:    None or {res: batch size}.
+        lr_table:       None or {res: learning rate} for both G and D (before the lazy-regularization rescaling).
+        G_reg_interval, D_reg_interval: the loop's lazy-regularization intervals (for the lr rescaling).
+    """
+
+    def __init__(self, resolution, start_res=4, stabilize_kimg=600, fade_kimg=600, batch_table=None, lr_table=None,
+                 G_reg_interval=4, D_reg_interval=16):
+        _check_res('resolution', resolution)
+        self.resolution = int(resolution)
+        self.start_res = int(start_res)
+        self.stabilize_kimg = float(stabilize_kimg)
+        self.fade_kimg = float(fade_kimg)
+        self.batch_table = dict(batch_table) if batch_table else None
+        self.lr_table = dict(lr_table) if lr_table else None
+        self.reg_intervals = {'G': G_reg_interval, 'D': D_reg_interval}
+        self.at(0)  # validates the arguments
+        self.lod = None  # (cur_res, alpha) of the latest update
+
+    def at(self, cur_nimg):
+        """(cur_res, alpha) after cur_nimg images."""
+        return progressive_schedule(cur_nimg, self.start_res, self.resolution, self.stabilize_kimg, self.fade_kimg)
+
+    def batch_size(self, cur_nimg, default):
+        return batch_for_res(self.batch_table, self.at(cur_nimg)[0], default)
+
+    def update(self, cur_nimg, G, D, G_ema=None, loss=None, opts=None):
+        """Apply the schedule at cur_nimg. `opts`: the loop's optimizers as {'G': opt, 'D': opt}
+        (or a list); without them there is no state reset and no lr table.
+
+        Returns (cur_res, alpha) and whether the optimizer state was reset.
+        """
+        lod = self.at(cur_nimg)
+        for name, module in [('G', G), ('D', D), ('G_ema', G_ema)]:
+            if module is not None and not hasattr(module, 'set_lod'):
+                cls = 'ProgressiveGenerator' if name != 'D' else 'ProgressiveDiscriminator'
+                raise TypeError(f'Progressive growing needs {name} to be a training.progressive.{cls} '
+                                f"(set class_name='training.progressive.{cls}' in its kwargs), got {type(module).__name__}")
+        set_lod([m for m in (G, G_ema, D) if m is not None], *lod)
+        if loss is not None:
+            loss.real_img_transform = functools.partial(blend_reals, cur_res=lod[0], alpha=lod[1])
+        named_opts = dict(opts) if isinstance(opts, dict) else {str(i): o for i, o in enumerate(opts or [])}
+        reset = self.lod is not None and needs_optimizer_reset(self.lod, lod, self.resolution)
+        if reset:
+            reset_optimizer_state(*named_opts.values())
+        table = {int(k): float(v) for k, v in (self.lr_table or {}).items()}
+        if lod[0] in table:  # resolutions missing from the table keep the current lr
+            for name, opt in named_opts.items():
+                set_optimizer_lr(opt, table[lod[0]], self.reg_intervals.get(name))
+        self.lod = lod
+        return lod, reset
+
+    def state_dict(self):
+        return {'lod': list(self.lod) if self.lod is not None else None}
+
+    def load_state_dict(self, state):
+        if 'lod' not in state:
+            raise KeyError('ProgressiveSchedule.load_state_dict: state lacks lod')
+        self.lod = (int(state['lod'][0]), float(state['lod'][1])) if state['lod'] is not None else None
 
 #----------------------------------------------------------------------------

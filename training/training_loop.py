@@ -103,6 +103,8 @@ def setup(c, s):
     torch.backends.cudnn.allow_tf32 = c.allow_tf32
     training_stats.reset()
     training_stats.init_multiprocessing(rank=c.rank, sync_device=s.device if c.num_gpus > 1 else None)
+    if c.rank == 0:
+        os.makedirs(c.run_dir, exist_ok=True)
     s.log = _Tee(os.path.join(c.run_dir, 'log.txt') if c.rank == 0 else None)
     s.signals = _Signals()
 
@@ -134,7 +136,7 @@ def setup(c, s):
         s.augment_pipe.p.copy_(torch.as_tensor(c.augment_p))
         if c.ada_target is not None:
             s.ada = dnnlib.util.construct_class_by_name(class_name='training.augment.AdaController', target=c.ada_target,
-                interval=c.ada_interval, speed_kimg=c.ada_kimg, batch_size=c.batch_size, device=s.device)
+                interval=c.ada_interval, speed_kimg=c.ada_kimg, batch_size=c.batch_size)
     if c.resume is not None:
         print0(c, f'Resuming from "{c.resume}"' + (' (exact continuation)' if state else ' (weights only)'))
         _load_weights(s, c.resume, resume_data)

@@ -47,13 +47,13 @@ at::Tensor bias_act(const at::Tensor& x_in, const std::optional<at::Tensor>& b_o
     const int dtype = dtype_code(x_in, "x");
     TORCH_CHECK(act >= 1 && act <= 9, "bias_act: act must be an activation index in 1..9, got ", act);
     TORCH_CHECK(mode >= 0 && mode <= 2, "bias_act: mode must be 0 (forward), 1 or 2 (derivatives), got ", mode);
-    TORCH_CHECK(x_in.numel() == 0 || (dim >= 0 && dim < x_in.dim()), "bias_act: dim must be in [0, ", x_in.dim(), ") for x of shape ", x_in.sizes(), ", got ", dim);
     c10::cuda::CUDAGuard guard(x_in.device());
     const at::Tensor x = x_in.is_non_overlapping_and_dense() ? x_in : x_in.contiguous();
 
     at::Tensor b, dy, gg;
     if (b_opt.has_value() && b_opt->defined()) {
         b = *b_opt;
+        TORCH_CHECK(dim >= 0 && dim < x.dim(), "bias_act: dim must be in [0, ", x.dim(), ") for x of shape ", x.sizes(), ", got ", dim);
         TORCH_CHECK(b.device() == x.device(), "bias_act: b must be on ", x.device(), " like x, got ", b.device());
         TORCH_CHECK(b.scalar_type() == x.scalar_type(), "bias_act: b must have dtype ", x.scalar_type(), " like x, got ", b.scalar_type());
         TORCH_CHECK(b.dim() == 1 && b.numel() == x.size(dim), "bias_act: b must have shape [", x.size(dim), "] (x.shape[", dim, "]), got ", b.sizes());
