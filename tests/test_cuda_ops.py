@@ -62,7 +62,7 @@ def _fake_bias_act(x, b, dy, gg, dim, act_idx, mode, alpha, gain, clamp):
         (d1,) = torch.autograd.grad(y.sum(), s, create_graph=True)
         if mode == 1:
             return (dy.double() * d1).detach().to(x.dtype)
-        (d2,) = torch.autograd.grad(d1.sum(), s, allow_unused=True)
+        d2 = torch.autograd.grad(d1.sum(), s, allow_unused=True)[0] if d1.requires_grad else None
         d2 = torch.zeros_like(s) if d2 is None else d2
         return (gg.double() * dy.double() * d2).detach().to(x.dtype)
 

@@ -37,6 +37,9 @@ level of detail crosses an integer, i.e. at the start and at the end of every fa
 The current (cur_res, alpha) of a network is set by the loop with `set_lod` every step (from
 the schedule) and is also kept in the module's state_dict (as `_extra_state`), so a snapshot
 taken mid-growth renders at the resolution it was trained at.
+
+The training loop uses all of this through one object, `ProgressiveSchedule` (built from
+`progressive_kwargs`): `update(cur_nimg, G=, D=, G_ema=, loss=, opts=)` once per minibatch.
 """
 
 import functools

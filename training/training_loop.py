@@ -130,6 +130,7 @@ def setup(c, s):
     s.G = dnnlib.util.construct_class_by_name(**c.G_kwargs, **common).train().requires_grad_(False).to(s.device)
     s.D = dnnlib.util.construct_class_by_name(**c.D_kwargs, **common).train().requires_grad_(False).to(s.device)
     s.G_ema = copy.deepcopy(s.G).eval()
+    s.avg_buffers = [b for name, b in s.G.named_buffers() if name.endswith('_avg') and b.is_floating_point()]
     s.augment_pipe = s.ada = None
     if c.augment_kwargs is not None and (c.augment_p > 0 or c.ada_target is not None):
         s.augment_pipe = dnnlib.util.construct_class_by_name(**c.augment_kwargs).train().requires_grad_(False).to(s.device)
@@ -195,6 +196,14 @@ def train_step(c, s):
     for phase, phase_z, phase_c in zip(s.phases, all_z, all_c):
         if s.batch_idx % phase.interval == 0:
             run_phase(c, s, phase, real_img, real_c, phase_z.to(s.device).split(c.batch_gpu), phase_c.to(s.device).split(c.batch_gpu))
+
+    # Average G's running statistics (w_avg) over ranks, so every rank and G_ema hold the global value.
+    if c.num_gpus > 1 and len(s.avg_buffers) > 0:
+        flat = torch.cat([b.flatten() for b in s.avg_buffers])
+        torch.distributed.all_reduce(flat)
+        flat /= c.num_gpus
+        for b, v in zip(s.avg_buffers, flat.split([b.numel() for b in s.avg_buffers])):
+            b.copy_(v.reshape(b.shape))
 
     # Update G_ema: half-life ema_kimg, shortened to cur_nimg * ema_rampup early in training.
     ema_nimg = c.ema_kimg * 1000

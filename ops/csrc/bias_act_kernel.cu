@@ -16,11 +16,11 @@ __device__ __forceinline__ void activation(int act, A s, A alpha, A& f, A& d1, A
     case kLrelu:   f = s > zero ? s : s * alpha; d1 = s > zero ? one : alpha; d2 = zero; break;
     case kTanh: {  A t = tanh(s); f = t; d1 = one - t * t; d2 = A(-2) * t * d1; break; }
     case kSigmoid: { A g = one / (one + exp(-s)); f = g; d1 = g * (one - g); d2 = d1 * (one - A(2) * g); break; }
-    case kElu: {   A e = exp(s); f = s > zero ? s : expm1(s); d1 = s > zero ? one : e; d2 = s > zero ? zero : e; break; }
+    case kElu: {   A e = exp(s); f = s > zero ? s : expm1(s); d1 = s > zero ? one : e; d2 = s < zero ? e : zero; break; }  // PyTorch's choices at s = 0
     case kSelu: {
         const A l = A(1.0507009873554804934193349852946), a = A(1.6732632423543772848170429916717);
         A e = exp(s);
-        f = s > zero ? l * s : l * a * expm1(s); d1 = s > zero ? l : l * a * e; d2 = s > zero ? zero : l * a * e; break;
+        f = s > zero ? l * s : l * a * expm1(s); d1 = s > zero ? l : l * a * e; d2 = s < zero ? l * a * e : zero; break;
     }
     case kSoftplus: {  // PyTorch threshold 20: linear above it
         A g = one / (one + exp(-s));
