@@ -156,7 +156,7 @@ def make_runner(case, dtype, impl, backward, l2_bytes, device='cuda'):
         def forward(x):
             return bias_act.bias_act(x, b, act='lrelu', clamp=256, impl=impl)
         out_numel = numel
-        grads = lambda x: [x, b]  # noqa: E731
+        params = [b]  # differentiated besides x
         nbytes = (6 if backward else 2) * numel * es  # fwd: x, y; bwd: dy, x, dx, then dx again for db
     else:
         f = upfirdn2d.setup_filter([1, 3, 3, 1], device=device)
@@ -166,7 +166,7 @@ def make_runner(case, dtype, impl, backward, l2_bytes, device='cuda'):
         def forward(x):
             return call(x, f, impl=impl)
         out_numel = forward(xs[0].detach()).numel()
-        grads = lambda x: [x]  # noqa: E731
+        params = []
         nbytes = (2 if backward else 1) * (numel + out_numel) * es
     dy = torch.randn(out_numel, device=device, dtype=dtype).reshape(forward(xs[0].detach()).shape) if backward else None
 
@@ -174,7 +174,7 @@ def make_runner(case, dtype, impl, backward, l2_bytes, device='cuda'):
         x = xs[i % len(xs)]
         y = forward(x)
         if backward:
-            torch.autograd.grad(y, grads(x), dy)
+            torch.autograd.grad(y, [x] + params, dy)
     return fn, nbytes
 
 

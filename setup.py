@@ -5,11 +5,15 @@
 """
 
 import os
+import sys
 
 from setuptools import find_packages, setup
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # setup_ext.py sits next to setup.py
+import setup_ext  # noqa: E402  GANFORGE_BUILD_OPS=1 builds the CUDA extensions ahead of time; otherwise a no-op
+
 PACKAGES = ('dnnlib', 'torch_utils', 'ops', 'training', 'metrics')
-SCRIPTS = ['train', 'generate', 'calc_metrics', 'dataset_tool', 'bench_ops']
+SCRIPTS = ['train', 'generate', 'calc_metrics', 'dataset_tool', 'bench_ops', 'setup_ext']
 
 setup(
     name='ganforge',
@@ -36,5 +40,7 @@ setup(
         'test': ['pytest>=7', 'pytest-timeout>=2.1'],
         'video': ['imageio>=2.20', 'imageio-ffmpeg>=0.4'],
     },
+    ext_modules=setup_ext.get_ext_modules(),
+    cmdclass=setup_ext.get_cmdclass(),
     entry_points={'console_scripts': [f'ganforge-{s.replace("_", "-")}={s}:main' for s in SCRIPTS]},
 )

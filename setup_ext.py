@@ -29,7 +29,11 @@ def get_ext_modules():
     """CUDAExtension list for setup(ext_modules=...): empty unless GANFORGE_BUILD_OPS=1."""
     if not building_ops():
         return []
-    from torch.utils.cpp_extension import CUDAExtension
+    try:
+        from torch.utils.cpp_extension import CUDAExtension
+    except ImportError as e:
+        raise RuntimeError('GANFORGE_BUILD_OPS=1 needs PyTorch importable while building; install torch first and run '
+                           '`GANFORGE_BUILD_OPS=1 pip install --no-build-isolation .`') from e
 
     from ops import _build
     cuda_home = _build.check_toolchain('ahead-of-time build')  # BuildError names the missing tool

@@ -22,9 +22,8 @@ import os
 import re
 import shutil
 import socket
-import subprocess
 import sys
-import tempfile
+import threading
 import time
 
 from dnnlib import util
@@ -284,9 +283,11 @@ def build_lock(path, timeout=None, poll=0.5, ready=None, label='extension'):
     timeout = float(os.environ.get('GANFORGE_BUILD_TIMEOUT', 1800)) if timeout is None else timeout
     host = socket.gethostname()
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    info = {'host': host, 'pid': os.getpid(), 'time': time.time()}
-    fd, tmp = tempfile.mkstemp(prefix='.tmp-lock-', dir=os.path.dirname(path))
-    with os.fdopen(fd, 'w') as f:
+    # The content is staged in a file of our own, then hard-linked as the lock (atomic create-with-content).
+    tmp_base = f'.tmp-{os.path.basename(path)}-{host}-{os.getpid()}-{threading.get_ident()}'
+    tmp = os.path.join(os.path.dirname(path), tmp_base)
+    info = {'host': host, 'pid': os.getpid(), 'time': time.time(), 'tmp': tmp_base}
+    with open(tmp, 'w', encoding='utf-8') as f:
         json.dump(info, f)
     start = time.time()
     announced = False
@@ -296,7 +297,7 @@ def build_lock(path, timeout=None, poll=0.5, ready=None, label='extension'):
                 yield False
                 return
             try:
-                os.link(tmp, path)  # atomic create-with-content; fails if the lock exists
+                os.link(tmp, path)  # fails if the lock exists
                 break
             except FileExistsError:
                 pass
@@ -306,6 +307,9 @@ def build_lock(path, timeout=None, poll=0.5, ready=None, label='extension'):
                 with contextlib.suppress(FileNotFoundError):
                     if _read_lock(path) == owner:
                         os.remove(path)
+                if str(owner.get('tmp', '')).startswith('.tmp-'):  # its staging file
+                    with contextlib.suppress(FileNotFoundError):
+                        os.remove(os.path.join(os.path.dirname(path), os.path.basename(owner['tmp'])))
                 continue
             waited = time.time() - start
             if waited > timeout:
@@ -434,8 +438,9 @@ def jit_load(name, verbose=True):
         os.makedirs(root, exist_ok=True)
         with build_lock(os.path.join(root, f'{name}-{key}.lock'), ready=ready, label=name) as must_build:
             if must_build and not ready():  # not published while we waited for the lock
+                for leftover in glob.glob(os.path.join(root, f'.tmp-{name}-{key}-*')):  # of killed builds; we hold the lock
+                    shutil.rmtree(leftover, ignore_errors=True)
                 tmp_dir = os.path.join(root, f'.tmp-{name}-{key}-{os.getpid()}')
-                shutil.rmtree(tmp_dir, ignore_errors=True)
                 os.makedirs(tmp_dir)
                 with open(log_path, 'w', encoding='utf-8') as log:
                     log.write(f'# ganforge build of {name}: archs {";".join(archs)}, CUDA_HOME {cuda_home}\n')

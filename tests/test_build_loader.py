@@ -142,8 +142,10 @@ def test_killed_build_does_not_block(fake_toolchain, tmp_path):
         proc.kill()  # like Ctrl-C / OOM kill in the middle of a build
         proc.wait()
     assert lock.exists()
+    (root / f'.tmp-upfirdn2d-{key}-999999').mkdir()  # the killed build's half-written folder
     lib = _build.jit_load('upfirdn2d')
     assert fake_toolchain['builds'] == 1 and os.path.isfile(lib.path)
+    assert sorted(os.listdir(root)) == [f'upfirdn2d-{key}', f'upfirdn2d-{key}.log']
 
 
 def test_build_failure_names_missing_header_and_log(fake_toolchain, monkeypatch):

@@ -50,21 +50,48 @@ def _cuda_upfirdn(x, f, up, down, pad, flip, gain):
 # Stand-ins for the compiled kernels (CPU tests of the autograd wiring).
 
 
-def _fake_bias_act(x, b, dy, gg, dim, act_idx, mode, alpha, gain, clamp):
-    """What the kernel returns in each mode, from autograd of the reference in float64."""
+SELU_LAMBDA, SELU_LAMBDA_ALPHA = 1.0507009873554805, 1.7580993408473766
+
+
+def _derivatives_from_output(act, f, alpha):
+    """(act', d act' / d act) as functions of the activation value f, for the output-referenced activations."""
+    pos, neg = (f > 0).to(f.dtype), (f < 0).to(f.dtype)
+    table = {
+        'linear': lambda: (torch.ones_like(f), torch.zeros_like(f)),
+        'relu': lambda: (pos, torch.zeros_like(f)),
+        'lrelu': lambda: (pos + (1 - pos) * alpha, torch.zeros_like(f)),
+        'tanh': lambda: (1 - f * f, -2 * f),
+        'sigmoid': lambda: (f * (1 - f), 1 - 2 * f),
+        'elu': lambda: (torch.where(f > 0, torch.ones_like(f), f + 1), neg),
+        'selu': lambda: (torch.where(f > 0, torch.full_like(f, SELU_LAMBDA), f + SELU_LAMBDA_ALPHA), neg),
+        'softplus': lambda: (1 - torch.exp(-f), torch.exp(-f)),
+    }
+    return table[act]()
+
+
+def _fake_bias_act(r, b, dy, gg, dim, act_idx, mode, ref_y, alpha, gain, clamp):
+    """What the kernel returns in each mode: from autograd of the reference in float64 when r is the
+    input x, from the closed-form derivatives in terms of the output when r is the output y."""
     act = {v: k for k, v in _cuda_bias_act.ACT_INDEX.items()}[act_idx]
+    if ref_y:
+        y = r.double()
+        d1, d1y = _derivatives_from_output(act, y / gain if gain != 0 else torch.zeros_like(y), alpha)
+        clamp_t = torch.tensor(clamp, dtype=r.dtype).item()  # a clamped output holds the clamp rounded to its dtype
+        keep = (y.abs() < clamp_t).double() if clamp >= 0 else 1.0
+        out = dy.double() * gain * d1 if mode == 1 else gg.double() * dy.double() * d1y
+        return (out * keep).to(r.dtype)
     with torch.enable_grad():
-        s = x.detach().double().requires_grad_(True)
+        s = r.detach().double().requires_grad_(True)
         bb = None if b is None else b.detach().double()
         y = bias_act_mod._bias_act_ref(s, bb, dim, act, alpha, gain, None if clamp < 0 else clamp)
         if mode == 0:
-            return y.detach().to(x.dtype)
+            return y.detach().to(r.dtype)
         (d1,) = torch.autograd.grad(y.sum(), s, create_graph=True)
         if mode == 1:
-            return (dy.double() * d1).detach().to(x.dtype)
+            return (dy.double() * d1).detach().to(r.dtype)
         d2 = torch.autograd.grad(d1.sum(), s, allow_unused=True)[0] if d1.requires_grad else None
         d2 = torch.zeros_like(s) if d2 is None else d2
-        return (gg.double() * dy.double() * d2).detach().to(x.dtype)
+        return (gg.double() * dy.double() * d2).detach().to(r.dtype)
 
 
 def _fake_upfirdn2d(x, f, upx, upy, downx, downy, padx0, padx1, pady0, pady1, flip_filter, gain):
@@ -94,7 +121,11 @@ def test_bias_act_autograd_wiring(fake_kernels, act):
     def fn(x, b):
         return _cuda_bias_act.bias_act(x, b, 1, act, alpha, gain, clamp)
 
-    torch.testing.assert_close(fn(x, b), bias_act_mod._bias_act_ref(x, b, 1, act, alpha, gain, clamp))
+    y = fn(x, b)
+    torch.testing.assert_close(y, bias_act_mod._bias_act_ref(x, b, 1, act, alpha, gain, clamp))
+    saved = [t for t in y.grad_fn.saved_tensors if t is not None]
+    if _cuda_bias_act.REF[act] == 'y':  # the backward reads the output: the input can be freed
+        assert [t.data_ptr() for t in saved] == ([y.data_ptr()] if (clamp is not None or act != 'linear') else [])
     assert torch.autograd.gradcheck(fn, (x, b))
     assert torch.autograd.gradgradcheck(fn, (x, b))
 
@@ -306,11 +337,13 @@ def test_kernels_reject_bad_arguments():
     lib_ba, lib_up, lib_mc = (_build.load_op(n) for n in ('bias_act', 'upfirdn2d', 'modconv'))
     x = torch.randn(2, 3, 4, 4, device='cuda')
     with pytest.raises(RuntimeError, match=r'b must have shape \[3\]'):
-        lib_ba.bias_act(x, torch.randn(4, device='cuda'), None, None, 1, 1, 0, 0.0, 1.0, -1.0)
+        lib_ba.bias_act(x, torch.randn(4, device='cuda'), None, None, 1, 1, 0, False, 0.0, 1.0, -1.0)
     with pytest.raises(RuntimeError, match='x must be float32, float16, bfloat16 or float64, got Int'):
-        lib_ba.bias_act(x.int(), None, None, None, 1, 1, 0, 0.0, 1.0, -1.0)
+        lib_ba.bias_act(x.int(), None, None, None, 1, 1, 0, False, 0.0, 1.0, -1.0)
     with pytest.raises(RuntimeError, match='dy is required'):
-        lib_ba.bias_act(x, None, None, None, 1, 1, 1, 0.0, 1.0, -1.0)
+        lib_ba.bias_act(x, None, None, None, 1, 1, 1, False, 0.0, 1.0, -1.0)
+    with pytest.raises(RuntimeError, match='b must be None when ref_y'):
+        lib_ba.bias_act(x, torch.randn(3, device='cuda'), x, None, 1, 3, 1, True, 0.2, 1.0, -1.0)
     with pytest.raises(RuntimeError, match='f must be on'):
         lib_up.upfirdn2d(x, torch.ones(4), 1, 1, 1, 1, 0, 0, 0, 0, False, 1.0)
     with pytest.raises(RuntimeError, match=r'x must have shape \[N, C, H, W\]'):

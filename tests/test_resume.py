@@ -1,8 +1,6 @@
 """Exact resume: k steps + resume + m steps equals an uninterrupted k+m run bit for bit on CPU,
 also when a killed writer left a partial temporary checkpoint; weights-only resume from a snapshot."""
 
-import os
-import shutil
 
 import pytest
 import torch

@@ -3,6 +3,7 @@ helpers (image grid, checkpoint bookkeeping, EMA formula) against hand-made refe
 
 import json
 import os
+import signal
 
 import numpy as np
 import PIL.Image
@@ -160,3 +161,56 @@ def test_run_dir_naming_and_resume_lookup(tmp_path):
     with pytest.raises(ValueError, match='batch_size'):
         checkpoint.find_resumable_run_dir(outdir, 'x', {'batch_size': 8, 'total_kimg': 1})
     assert checkpoint.step_seed(1, 2, 3) == checkpoint.step_seed(1, 2, 3) != checkpoint.step_seed(1, 3, 2)
+
+
+def test_progressive_growing_run(tmp_path, data_path):
+    # 4x4 for 1 minibatch, fade 8x8 over 1, stabilize 1, fade 16x16 ...: the schedule reaches 16px within the run.
+    c = tiny_config(tmp_path / 'prog', data_path, total_kimg=0.02, kimg_per_tick=0.02, image_snapshot_ticks=1, augment_kwargs=None,
+                    ada_target=None, progressive_kwargs=E(class_name='training.progressive.ProgressiveSchedule', resolution=16,
+                    start_res=4, stabilize_kimg=0.004, fade_kimg=0.004, G_reg_interval=2, D_reg_interval=4))
+    c.G_kwargs = E(c.G_kwargs, class_name='training.progressive.ProgressiveGenerator')
+    c.D_kwargs = E(c.D_kwargs, class_name='training.progressive.ProgressiveDiscriminator')
+    assert training_loop.training_loop(**c) == 'done'
+    data = checkpoint.read_checkpoint(str(tmp_path / 'prog' / 'training-state-000000.pt'))
+    # The last minibatch started at 16 images: 4px 0-4, fade 8px 4-8, 8px 8-12, fade 16px 12-16 -> 16px, alpha 1.
+    assert data['extra']['training_state']['progressive_state']['lod'] == [16, 1.0]
+    nets = snapshot.load_network(str(tmp_path / 'prog' / 'network-snapshot-000000.pt'))
+    assert nets['G_ema'](torch.randn([1, 32]), None).shape == (1, 3, 16, 16)
+
+
+class SigtermLoss(__import__('training.loss', fromlist=['StyleGAN2Loss']).StyleGAN2Loss):
+    """Sends SIGTERM to its own process at the third minibatch (a SLURM preemption)."""
+
+    def accumulate_gradients(self, phase, **kwargs):
+        super().accumulate_gradients(phase, **kwargs)
+        if phase == 'Dmain' and kwargs['cur_nimg'] == 8:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+def test_sigterm_writes_checkpoint_and_exits(tmp_path, data_path):
+    before = signal.getsignal(signal.SIGTERM)
+    c = tiny_config(tmp_path / 'term', data_path, total_kimg=1, image_snapshot_ticks=None, network_snapshot_ticks=None,
+                    augment_kwargs=None, ada_target=None, batch_gpu=4)
+    c.loss_kwargs = E(c.loss_kwargs, class_name='tests.test_training_loop.SigtermLoss')
+    assert training_loop.training_loop(**c) == 'interrupted'
+    state = checkpoint.read_checkpoint(checkpoint.find_latest_checkpoint(str(tmp_path / 'term')))['extra']['training_state']
+    assert state['batch_idx'] == 3  # stopped right after the minibatch that got the signal
+    assert 'Interrupted by signal' in open(tmp_path / 'term' / 'log.txt').read()
+    assert signal.getsignal(signal.SIGTERM) == before  # handlers restored
+
+
+def test_conditional_grid_and_run(tmp_path, data_path):
+    # NVlabs grid with labels: one class per row, rows cycling through the sorted classes.
+    from training.dataset import ImageFolderDataset
+    ds = ImageFolderDataset(data_path, use_labels=True)
+    (gw, gh), images, labels = training_loop.setup_snapshot_image_grid(ds, grid_size=(4, 6))
+    assert (gw, gh) == (4, 6) and images.shape == (24, 3, 16, 16) and labels.shape == (24, 3)
+    rows = labels.argmax(axis=1).reshape(6, 4)
+    assert (rows == rows[:, :1]).all() and list(rows[:, 0]) == [0, 1, 2, 0, 1, 2]
+
+    # A conditional run trains and its G_ema takes labels.
+    c = tiny_config(tmp_path / 'cond', data_path, total_kimg=0.004, augment_kwargs=None, ada_target=None, image_snapshot_ticks=None)
+    c.training_set_kwargs = dict(c.training_set_kwargs, use_labels=True)
+    assert training_loop.training_loop(**c) == 'done'
+    G = snapshot.load_network(str(tmp_path / 'cond' / 'network-snapshot-000000.pt'))['G_ema']
+    assert G.c_dim == 3 and G(torch.randn([2, 32]), torch.eye(3)[:2]).shape == (2, 3, 16, 16)

@@ -1,5 +1,6 @@
 """Training checkpoints and run directories: naming, finding the newest valid one, keeping the last
-few, RNG state capture, and the `--resume=auto` choice of run directory.
+few, RNG state capture, the `--resume=auto` choice of run directory, and the loop's run-time
+plumbing around them (SIGTERM/Ctrl-C -> checkpoint and exit, log.txt, memory figures).
 
 A training checkpoint `training-state-NNNNNN.pt` (NNNNNN = kimg, rounded down) is a network snapshot
 (see `torch_utils.snapshot`) whose `extra['training_state']` holds: optimizer states, loss
@@ -9,11 +10,15 @@ states of every rank and the sampler position. It contains plain data only and l
 the final name is complete; leftovers `.tmp-*` of a killed writer are ignored (and removed by `prune`).
 """
 
+import contextlib
 import glob
 import json
 import os
 import random
 import re
+import signal
+import sys
+import threading
 import warnings
 
 import numpy as np
@@ -75,10 +80,8 @@ def prune_checkpoints(run_dir, keep):
         for path in list_checkpoints(run_dir)[:-keep]:
             os.remove(path)
     for path in glob.glob(os.path.join(glob.escape(run_dir), '.tmp-training-state-*')):
-        try:
+        with contextlib.suppress(OSError):  # another process may have removed it
             os.remove(path)
-        except OSError:
-            pass
 
 #----------------------------------------------------------------------------
 # RNG states as weights_only-loadable data.
@@ -165,3 +168,84 @@ def write_json(path, obj):
     with dnnlib.util.atomic_write(path, 'w') as f:
         json.dump(obj, f, indent=2)
         f.write('\n')
+
+#----------------------------------------------------------------------------
+# Run-time plumbing of the training loop: preemption signals, log.txt, memory figures.
+
+def ignore_signals(_worker_id):
+    """DataLoader workers leave SIGTERM / Ctrl-C (sent to the whole process group) to the main process."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+class StopSignals:
+    """SIGTERM (SLURM preemption) and the first Ctrl-C set `signum`: the loop checkpoints and exits; a second Ctrl-C aborts."""
+
+    def __init__(self):
+        self.signum = None
+        self._old = {}
+        if threading.current_thread() is threading.main_thread():  # signals can only be handled there
+            for sig in [signal.SIGTERM, signal.SIGINT]:
+                self._old[sig] = signal.signal(sig, self._handler)
+
+    def _handler(self, signum, _frame):
+        if self.signum is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signum = signum
+        print(f'Received signal {signum}: writing a checkpoint at the next check, then exiting (Ctrl-C again to abort now).', flush=True)
+
+    def close(self):
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
+
+
+class LogTee:
+    """Copy stdout and stderr into `path` (append) while the loop runs; no-op when path is None."""
+
+    def __init__(self, path):
+        self.file = open(path, 'a', encoding='utf-8') if path is not None else None
+        self.streams = (sys.stdout, sys.stderr)
+        if self.file is not None:
+            sys.stdout, sys.stderr = _TeeStream(sys.stdout, self.file), _TeeStream(sys.stderr, self.file)
+
+    def close(self):
+        if self.file is not None:
+            sys.stdout, sys.stderr = self.streams
+            self.file.close()
+            self.file = None
+
+
+class _TeeStream:
+    def __init__(self, stream, file):
+        self.stream, self.file = stream, file
+
+    def write(self, text):
+        self.stream.write(text)
+        self.file.write(text)
+        return len(text)
+
+    def flush(self):
+        self.stream.flush()
+        self.file.flush()
+
+    def __getattr__(self, name):
+        return getattr(self.stream, name)
+
+
+def cpu_mem_gb():
+    """Resident memory of this process in GiB."""
+    try:
+        with open('/proc/self/statm') as f:
+            return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE') / 2**30
+    except (OSError, ValueError, IndexError):
+        import resource
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def peak_gpu_mem_gb(device):
+    """Peak CUDA memory since the previous call, in GiB (0 on CPU)."""
+    if device.type != 'cuda':
+        return 0.0
+    peak = torch.cuda.max_memory_allocated(device) / 2**30
+    torch.cuda.reset_peak_memory_stats(device)
+    return peak

@@ -15,8 +15,6 @@ reproducible across runs), `allow_tf32` lets matmuls and convolutions use TF32 o
 import copy
 import json
 import os
-import signal
-import sys
 import time
 
 import numpy as np
@@ -82,16 +80,16 @@ def training_loop(
             tick_maintenance(c, s, done=done)
             if done or s.stop:
                 break
+        if s.stop:
+            print0(c, f'Interrupted by signal {s.signals.signum} at kimg {s.cur_nimg / 1e3:.1f}; checkpoint written to {s.last_checkpoint}. '
+                      f'Run the same command with --resume=auto to continue.')
+            return 'interrupted'
+        print0(c, 'Exiting...')
+        return 'done'
     finally:
         for closable in [s.signals, s.stats_jsonl, s.stats_tfevents, s.log]:
             if closable is not None:
                 closable.close()
-    if s.stop:
-        print0(c, f'Interrupted by signal {s.signals.signum} at kimg {s.cur_nimg / 1e3:.1f}; checkpoint written to {s.last_checkpoint}. '
-                  f'Run the same command with --resume=auto to continue.')
-        return 'interrupted'
-    print0(c, 'Exiting...')
-    return 'done'
 
 #----------------------------------------------------------------------------
 
@@ -105,8 +103,8 @@ def setup(c, s):
     training_stats.init_multiprocessing(rank=c.rank, sync_device=s.device if c.num_gpus > 1 else None)
     if c.rank == 0:
         os.makedirs(c.run_dir, exist_ok=True)
-    s.log = _Tee(os.path.join(c.run_dir, 'log.txt') if c.rank == 0 else None)
-    s.signals = _Signals()
+    s.log = ckpt.LogTee(os.path.join(c.run_dir, 'log.txt') if c.rank == 0 else None)
+    s.signals = ckpt.StopSignals()
 
     # Resume state (read by every rank: the run dir must be on a shared file system).
     resume_data = ckpt.read_checkpoint(c.resume) if c.resume is not None and _is_ganforge_file(c.resume) else None
@@ -121,7 +119,7 @@ def setup(c, s):
     sampler = dnnlib.util.construct_class_by_name(class_name='training.dataset.InfiniteSampler', dataset_size=len(s.training_set),
         rank=c.rank, num_replicas=c.num_gpus, seed=c.random_seed, start_index=s.cur_nimg)
     s.data_iter = iter(torch.utils.data.DataLoader(dataset=s.training_set, sampler=sampler, batch_size=c.batch_size // c.num_gpus,
-        worker_init_fn=_ignore_signals if c.data_loader_kwargs.get('num_workers', 0) > 0 else None, **c.data_loader_kwargs))
+        worker_init_fn=ckpt.ignore_signals if c.data_loader_kwargs.get('num_workers', 0) > 0 else None, **c.data_loader_kwargs))
     print0(c, f'Num images: {len(s.training_set)}, image shape: {s.training_set.image_shape}, label shape: {s.training_set.label_shape}')
 
     # Networks: identical initialization on every rank (seeded), then loaded from the resume file.
@@ -181,7 +179,7 @@ def train_step(c, s):
     torch.manual_seed(ckpt.step_seed(c.random_seed, c.rank, s.batch_idx))  # noise, style mixing, augmentation
     np.random.seed(ckpt.step_seed(c.random_seed, c.rank, s.batch_idx, 1))
     if s.progressive is not None:
-        s.progressive.update(s.cur_nimg, G=s.G, D=s.D, G_ema=s.G_ema, loss=s.loss)
+        s.progressive.update(s.cur_nimg, G=s.G, D=s.D, G_ema=s.G_ema, loss=s.loss, opts=s.opts)
 
     # Fetch reals (this rank's shard); latents and labels of the global batch (this rank's rows).
     real_img, real_c = next(s.data_iter)
@@ -259,8 +257,8 @@ def tick_maintenance(c, s, done):
               f"sec/tick {rep('Timing/sec_per_tick', tick_end_time - s.tick_start_time):<7.1f}",
               f"sec/kimg {rep('Timing/sec_per_kimg', sec_per_kimg):<7.2f}",
               f"maintenance {rep('Timing/maintenance_sec', s.maintenance_time):<6.1f}",
-              f"cpumem {rep('Resources/cpu_mem_gb', _cpu_mem_gb()):<6.2f}",
-              f"gpumem {rep('Resources/peak_gpu_mem_gb', _peak_gpu_mem_gb(s.device)):<6.2f}",
+              f"cpumem {rep('Resources/cpu_mem_gb', ckpt.cpu_mem_gb()):<6.2f}",
+              f"gpumem {rep('Resources/peak_gpu_mem_gb', ckpt.peak_gpu_mem_gb(s.device)):<6.2f}",
               f"augment {float(s.augment_pipe.p) if s.augment_pipe is not None else 0:.3f}",
               f"eta {dnnlib.util.format_time(eta)}"]
     rep('Timing/total_hours', total_sec / 3600)
@@ -420,85 +418,6 @@ def _any_rank(flag, device):
     return bool(t.item())
 
 
-def _cpu_mem_gb():
-    try:
-        with open('/proc/self/statm') as f:
-            return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE') / 2**30
-    except (OSError, ValueError, IndexError):
-        import resource
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-
-
-def _peak_gpu_mem_gb(device):
-    if device.type != 'cuda':
-        return 0.0
-    peak = torch.cuda.max_memory_allocated(device) / 2**30
-    torch.cuda.reset_peak_memory_stats(device)
-    return peak
-
-
 def print0(c, *args):
     if c.rank == 0:
         print(*args, flush=True)
-
-
-def _ignore_signals(_worker_id):
-    """DataLoader workers leave SIGTERM / Ctrl-C (sent to the whole process group) to the main process."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-
-
-class _Signals:
-    """SIGTERM (SLURM preemption) and the first Ctrl-C set `signum`: the loop checkpoints and exits; a second Ctrl-C aborts."""
-
-    def __init__(self):
-        self.signum = None
-        self._old = {}
-        for sig in [signal.SIGTERM, signal.SIGINT]:
-            try:
-                self._old[sig] = signal.signal(sig, self._handler)
-            except ValueError:  # not the main thread: leave signals alone
-                pass
-
-    def _handler(self, signum, _frame):
-        if self.signum is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.signum = signum
-        print(f'Received signal {signum}: writing a checkpoint at the next check, then exiting (Ctrl-C again to abort now).', flush=True)
-
-    def close(self):
-        for sig, handler in self._old.items():
-            signal.signal(sig, handler)
-
-
-class _Tee:
-    """Copy stdout and stderr into `path` (append) while the loop runs; no-op when path is None."""
-
-    def __init__(self, path):
-        self.file = open(path, 'a', encoding='utf-8') if path is not None else None
-        self.streams = (sys.stdout, sys.stderr)
-        if self.file is not None:
-            sys.stdout, sys.stderr = _TeeStream(sys.stdout, self.file), _TeeStream(sys.stderr, self.file)
-
-    def close(self):
-        if self.file is not None:
-            sys.stdout, sys.stderr = self.streams
-            self.file.close()
-            self.file = None
-
-
-class _TeeStream:
-    def __init__(self, stream, file):
-        self.stream, self.file = stream, file
-
-    def write(self, text):
-        self.stream.write(text)
-        self.file.write(text)
-        return len(text)
-
-    def flush(self):
-        self.stream.flush()
-        self.file.flush()
-
-    def __getattr__(self, name):
-        return getattr(self.stream, name)

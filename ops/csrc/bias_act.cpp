@@ -40,13 +40,16 @@ at::Tensor like_x(const at::Tensor& t, const at::Tensor& x, const char* name) {
     return at::empty_like(x).copy_(t);
 }
 
+// x is the input, or the forward output y when ref_y (derivatives from the output, see bias_act.h).
 at::Tensor bias_act(const at::Tensor& x_in, const std::optional<at::Tensor>& b_opt, const std::optional<at::Tensor>& dy_opt,
-                    const std::optional<at::Tensor>& gg_opt, int64_t dim, int64_t act, int64_t mode,
+                    const std::optional<at::Tensor>& gg_opt, int64_t dim, int64_t act, int64_t mode, bool ref_y,
                     double alpha, double gain, double clamp) {
     TORCH_CHECK(x_in.is_cuda(), "bias_act: x must be a CUDA tensor, got device ", x_in.device());
     const int dtype = dtype_code(x_in, "x");
     TORCH_CHECK(act >= 1 && act <= 9, "bias_act: act must be an activation index in 1..9, got ", act);
     TORCH_CHECK(mode >= 0 && mode <= 2, "bias_act: mode must be 0 (forward), 1 or 2 (derivatives), got ", mode);
+    TORCH_CHECK(!ref_y || mode >= 1, "bias_act: ref_y (x is the forward output) needs mode 1 or 2, got mode ", mode);
+    TORCH_CHECK(!ref_y || !(b_opt.has_value() && b_opt->defined()), "bias_act: b must be None when ref_y (the output already includes it)");
     c10::cuda::CUDAGuard guard(x_in.device());
     const at::Tensor x = x_in.is_non_overlapping_and_dense() ? x_in : x_in.contiguous();
 
@@ -73,7 +76,7 @@ at::Tensor bias_act(const at::Tensor& x_in, const std::optional<at::Tensor>& b_o
     if (x.numel() == 0) return out;
 
     BiasActParams p;
-    p.x = x.data_ptr();
+    p.r = x.data_ptr();
     p.b = b.defined() ? b.data_ptr() : nullptr;
     p.dy = dy.defined() ? dy.data_ptr() : nullptr;
     p.gg = gg.defined() ? gg.data_ptr() : nullptr;
@@ -84,6 +87,7 @@ at::Tensor bias_act(const at::Tensor& x_in, const std::optional<at::Tensor>& b_o
     p.dtype = dtype;
     p.mode = static_cast<int>(mode);
     p.act = static_cast<int>(act);
+    p.ref_y = ref_y;
     p.alpha = alpha;
     p.gain = gain;
     p.clamp = clamp;
@@ -96,6 +100,7 @@ at::Tensor bias_act(const at::Tensor& x_in, const std::optional<at::Tensor>& b_o
 }  // namespace
 
 TORCH_LIBRARY(GANFORGE_OP_NS, m) {
-    m.def("bias_act(Tensor x, Tensor? b, Tensor? dy, Tensor? gg, int dim, int act, int mode, float alpha, float gain, float clamp) -> Tensor",
+    m.def("bias_act(Tensor x, Tensor? b, Tensor? dy, Tensor? gg, int dim, int act, int mode, bool ref_y, float alpha, float gain, "
+          "float clamp) -> Tensor",
           &bias_act);
 }

@@ -34,17 +34,42 @@ __device__ __forceinline__ void activation(int act, A s, A alpha, A& f, A& d1, A
     }
 }
 
+// First derivative d1 and its derivative with respect to the activation value, d1y = d act' / d act,
+// from the activation value f = act(s), for the activations whose derivatives follow from it.
 template <typename A>
-__device__ __forceinline__ A bias_act_value(const BiasActParams& p, A x, A b, A dy, A gg) {
+__device__ __forceinline__ void activation_from_y(int act, A f, A alpha, A& d1, A& d1y) {
+    const A one = 1, zero = 0;
+    switch (act) {
+    case kRelu:     d1 = f > zero ? one : zero; d1y = zero; break;
+    case kLrelu:    d1 = f > zero ? one : alpha; d1y = zero; break;
+    case kTanh:     d1 = one - f * f; d1y = A(-2) * f; break;
+    case kSigmoid:  d1 = f * (one - f); d1y = one - A(2) * f; break;
+    case kElu:      d1 = f > zero ? one : f + one; d1y = f < zero ? one : zero; break;  // PyTorch's choices at 0
+    case kSelu: {
+        const A l = A(1.0507009873554804934193349852946), la = A(1.7580993408473768599402175208123);  // lambda, lambda * alpha
+        d1 = f > zero ? l : f + la; d1y = f < zero ? one : zero; break;
+    }
+    case kSoftplus: d1 = -expm1(-f); d1y = exp(-f); break;  // sigmoid(s) = 1 - exp(-softplus(s))
+    default:        d1 = one; d1y = zero; break;  // linear
+    }
+}
+
+// clamp_t is the clamp limit as stored in the element type: what a clamped output reads back as.
+template <typename A>
+__device__ __forceinline__ A bias_act_value(const BiasActParams& p, A clamp_t, A r, A b, A dy, A gg) {
+    const A gain = A(p.gain), clamp = A(p.clamp), alpha = A(p.alpha);
+    if (p.ref_y) {
+        A d1, d1y;
+        activation_from_y<A>(p.act, gain != A(0) ? r / gain : A(0), alpha, d1, d1y);
+        if (clamp >= A(0) && !(r < clamp_t && r > -clamp_t)) return A(0);
+        return (p.mode == 1) ? dy * gain * d1 : gg * dy * d1y;
+    }
     A f, d1, d2;
-    activation<A>(p.act, x + b, A(p.alpha), f, d1, d2);
-    const A gain = A(p.gain), clamp = A(p.clamp);
+    activation<A>(p.act, r + b, alpha, f, d1, d2);
     f *= gain;
-    const bool pass = !(clamp >= A(0)) || (f <= clamp && f >= -clamp);
     if (p.mode == 0) return (clamp >= A(0)) ? (f > clamp ? clamp : (f < -clamp ? -clamp : f)) : f;
-    if (!pass) return A(0);
-    if (p.mode == 1) return dy * gain * d1;
-    return gg * dy * gain * d2;
+    if (clamp >= A(0) && !(f <= clamp && f >= -clamp)) return A(0);
+    return (p.mode == 1) ? dy * gain * d1 : gg * dy * gain * d2;
 }
 
 // Grid-stride loop over 16-byte vectors, then a scalar loop over the remainder.
@@ -53,7 +78,7 @@ template <typename T, typename I>
 __global__ void __launch_bounds__(256) bias_act_kernel(BiasActParams p) {
     using A = typename Acc<T>::type;
     constexpr int V = Vec16<T>::V;
-    const T* x = static_cast<const T*>(p.x);
+    const T* x = static_cast<const T*>(p.r);
     const T* b = static_cast<const T*>(p.b);
     const T* dy = static_cast<const T*>(p.dy);
     const T* gg = static_cast<const T*>(p.gg);
@@ -62,6 +87,7 @@ __global__ void __launch_bounds__(256) bias_act_kernel(BiasActParams p) {
     const I stride = static_cast<I>(blockDim.x) * gridDim.x;
     const I first = static_cast<I>(blockIdx.x) * blockDim.x + threadIdx.x;
 
+    const A clamp_t = to_acc(from_acc<T>(A(p.clamp)));
     const I nvec = p.vec ? numel / V : 0;
     for (I v = first; v < nvec; v += stride) {
         const I i0 = v * V;
@@ -76,7 +102,7 @@ __global__ void __launch_bounds__(256) bias_act_kernel(BiasActParams p) {
             const A bj = b ? to_acc(b[c]) : A(0);
             const A dj = p.mode >= 1 ? to_acc(dv.v[j]) : A(0);
             const A gj = p.mode == 2 ? to_acc(gv.v[j]) : A(0);
-            ov.v[j] = from_acc<T>(bias_act_value<A>(p, to_acc(xv.v[j]), bj, dj, gj));
+            ov.v[j] = from_acc<T>(bias_act_value<A>(p, clamp_t, to_acc(xv.v[j]), bj, dj, gj));
             if (b && ++r == step_b) { r = 0; if (++c == size_b) c = 0; }
         }
         store16(out + i0, ov);
@@ -85,7 +111,7 @@ __global__ void __launch_bounds__(256) bias_act_kernel(BiasActParams p) {
         const A bi = b ? to_acc(b[(i / step_b) % size_b]) : A(0);
         const A di = p.mode >= 1 ? to_acc(dy[i]) : A(0);
         const A gi = p.mode == 2 ? to_acc(gg[i]) : A(0);
-        out[i] = from_acc<T>(bias_act_value<A>(p, to_acc(x[i]), bi, di, gi));
+        out[i] = from_acc<T>(bias_act_value<A>(p, clamp_t, to_acc(x[i]), bi, di, gi));
     }
 }
 
