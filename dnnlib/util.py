@@ -113,6 +113,7 @@ def atomic_write(path, mode='wb'):
     os.makedirs(dirname, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix='.tmp-' + os.path.basename(path) + '.', dir=dirname)
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file the usual permissions
         with os.fdopen(fd, mode) as f:
             yield f
             f.flush()
@@ -122,6 +123,12 @@ def atomic_write(path, mode='wb'):
         with contextlib.suppress(OSError):
             os.remove(tmp)
         raise
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def sha256_file(path, chunk_size=1 << 20):

@@ -42,6 +42,9 @@ def test_atomic_write_success_and_failure(tmp_path):
     with util.atomic_write(path) as f:
         f.write(b'first')
     assert path.read_bytes() == b'first'
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert (path.stat().st_mode & 0o777) == 0o666 & ~mask  # not mkstemp's 0600
     with pytest.raises(RuntimeError, match='boom'):
         with util.atomic_write(path) as f:
             f.write(b'partial')

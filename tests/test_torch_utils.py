@@ -83,12 +83,18 @@ def test_training_stats_moments():
     values = np.array([1.0, 2.0, 3.0, 10.0])
     training_stats.report('Loss/a', torch.tensor(values[:3]))
     training_stats.report('Loss/a', float(values[3]))
+    training_stats.report('Exact', 0.004)
     training_stats.report('Other/b', 7.0)
     collector.update()
     assert collector.names() == ['Loss/a']
     assert collector.num('Loss/a') == 4
     assert collector.mean('Loss/a') == pytest.approx(values.mean())
     assert collector.std('Loss/a') == pytest.approx(values.std())
+    exact = training_stats.Collector(regex='Exact')
+    assert exact.names() == ['Exact']
+    training_stats.report('Exact', 0.004)
+    exact.update()
+    assert exact['Exact'] == 0.004  # Python floats are accumulated in float64, not rounded to float32
     # Next interval only sees new reports; keep_previous keeps the old value when nothing came in.
     training_stats.report('Loss/a', 5.0)
     collector.update()

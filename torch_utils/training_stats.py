@@ -52,7 +52,7 @@ def report(name, value):
     """
     if name not in _counters:
         _counters[name] = dict()
-    elems = torch.as_tensor(value)
+    elems = value if isinstance(value, torch.Tensor) else torch.as_tensor(value, dtype=_counter_dtype)  # Python floats stay exact
     if elems.numel() == 0:
         return value
     elems = elems.detach().flatten().to(_counter_dtype)
