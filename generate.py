@@ -84,7 +84,7 @@ def seeds_to_ws(G, seeds, truncation_psi, truncation_cutoff, class_idx, device, 
 
 
 def generate_images(network, seeds, outdir, truncation_psi=1.0, truncation_cutoff=None, class_idx=None,
-                    noise_mode='const', device=None, batch=8, grid=None, interp_frames=0, verbose=True):
+                    noise_mode='const', device=None, batch=1, grid=None, interp_frames=0, verbose=True):
     """Generate images and write them under `outdir`.
 
     Args:
@@ -96,7 +96,8 @@ def generate_images(network, seeds, outdir, truncation_psi=1.0, truncation_cutof
         class_idx:         class for a conditional network (required there, refused otherwise).
         noise_mode:        'const', 'random' or 'none'.
         device:            torch device (default: cuda if available, else cpu).
-        batch:             images per forward pass.
+        batch:             images per forward pass. 1 (default) evaluates each seed alone, as the NVlabs
+                           scripts do; larger batches are faster but may differ in the last float bit.
         grid:              (cols, rows): write one grid.png with the seeds in row-major order instead of
                            one file per seed; needs exactly cols*rows seeds.
         interp_frames:     > 0: write a latent (W) interpolation through the seeds, that many frames per
@@ -215,7 +216,8 @@ def _parse_grid(ctx, param, value):
 @click.option('--noise-mode', type=click.Choice(['const', 'random', 'none']), default='const', show_default=True, help='Noise inputs')
 @click.option('--outdir', type=click.Path(file_okay=False), required=True, help='Output directory', metavar='DIR')
 @click.option('--device', default=None, help='Torch device  [default: cuda if available, else cpu]')
-@click.option('--batch', type=click.IntRange(min=1), default=8, show_default=True, help='Images per forward pass')
+@click.option('--batch', type=click.IntRange(min=1), default=1, show_default=True,
+              help='Images per forward pass (1 = bit-for-bit as NVlabs gen_images; more is faster)')
 @click.option('--grid', callback=_parse_grid, default=None, help='Write one WxH grid image (needs W*H seeds)', metavar='WxH')
 @click.option('--interp-frames', type=click.IntRange(min=0), default=0, show_default=True,
               help='Interpolate in W through the seeds with N frames per step (frames + mp4)', metavar='N')

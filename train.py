@@ -60,8 +60,12 @@ CFG_SPECS = {
 # (fills only unset --batch/--cbase/--cmax/--tick/--snap; measured ~30 s/kimg on 2 cores).
 CPU_AUTO = dict(batch=8, cbase=1024, cmax=32, tick=1, snap=1, grid=(16, 8))
 
+# NVlabs transfer learning (--resume from network weights): ADA reacts faster and the EMA has no ramp-up.
+# A --resume=auto continuation inherits these from the run it continues, so they are not compared.
+TRANSFER_OPTIONS = dict(ada_kimg=100, ema_rampup=None)
+
 # Options that may change between the runs of one --resume=auto chain.
-RESUME_IGNORE_KEYS = ('run_dir', 'resume', 'total_kimg', 'data_loader_kwargs', 'metrics', 'kimg_per_tick', 'image_snapshot_ticks',
+RESUME_IGNORE_KEYS = tuple(TRANSFER_OPTIONS) + ('run_dir', 'resume', 'total_kimg', 'data_loader_kwargs', 'metrics', 'kimg_per_tick', 'image_snapshot_ticks',
                       'network_snapshot_ticks', 'checkpoint_keep', 'cudnn_benchmark', 'allow_tf32', 'device')
 
 #----------------------------------------------------------------------------
@@ -115,6 +119,8 @@ def build_config(opts, num_gpus, dry_run=False):
     c.total_kimg = pick(opts.kimg, spec.kimg)
     c.ema_kimg = pick(opts.ema, spec.ema)
     c.ema_rampup = spec.ramp
+    if opts.resume not in (None, 'auto') and not _is_training_state(opts.resume):
+        c.update(TRANSFER_OPTIONS)  # weights only: fine-tuning, as NVlabs train.py does for --resume
     c.kimg_per_tick = pick(opts.tick, CPU_AUTO['tick'] if cpu_auto else 4)
     c.image_snapshot_ticks = c.network_snapshot_ticks = pick(opts.snap, CPU_AUTO['snap'] if cpu_auto else 50)
     c.image_grid_size = CPU_AUTO['grid'] if cpu_auto else None
@@ -181,6 +187,34 @@ def _dataset_kwargs(opts, dry_run):
         raise click.BadParameter(str(e), param_hint='--data') from e
 
 
+def _is_training_state(path):
+    """True for a local ganforge training-state file (exact continuation); False for network
+    snapshots, NVlabs pickles, URLs and missing files (reported later, naming --resume)."""
+    if dnnlib.util.is_url(path, allow_file_urls=True) or not os.path.isfile(path):
+        return False
+    with open(path, 'rb') as f:
+        if f.read(2) != b'PK':  # not a torch.save zip container
+            return False
+    try:
+        data = torch.load(path, map_location='cpu', weights_only=True, mmap=True)
+    except Exception:
+        return False  # the training loop reports an unreadable file with its own message
+    return isinstance(data, dict) and bool((data.get('extra') or {}).get('training_state'))
+
+
+def _inherit_transfer_options(c, run_dir):
+    """--resume=auto: take TRANSFER_OPTIONS keys from the continued run's training_options.json."""
+    path = os.path.join(run_dir, 'training_options.json')
+    if not os.path.isfile(path):
+        return
+    with open(path, 'r', encoding='utf-8') as f:
+        old = json.load(f)
+    for key in TRANSFER_OPTIONS:
+        c.pop(key, None)
+        if key in old:
+            c[key] = old[key]
+
+
 def _augpipe_specs():
     from training.augment import augpipe_specs
     return augpipe_specs
@@ -202,7 +236,8 @@ def _parse_metrics(text):
 # Run directory and launch.
 
 def prepare_run_dir(c, desc, opts, dry_run=False):
-    """Pick the run dir and the resume file (rank 0 only); returns (run_dir, resume_path or None)."""
+    """Pick the run dir and the resume file (rank 0 only); returns (run_dir, resume_path or None).
+    A --resume=auto continuation updates c's TRANSFER_OPTIONS keys to those of the continued run."""
     options = {k: v for k, v in c.items()}
     if opts.run_dir is not None:
         run_dir = opts.run_dir
@@ -222,6 +257,9 @@ def prepare_run_dir(c, desc, opts, dry_run=False):
             raise click.BadParameter(f'no such file: {resume} (a training-state-*.pt, network-snapshot-*.pt, NVlabs .pkl, URL, or "auto")', param_hint='--resume')
     else:
         resume = None
+    if opts.resume == 'auto' and resume is not None:
+        _inherit_transfer_options(c, run_dir)
+        options = {k: v for k, v in c.items()}
     if not dry_run:
         if os.path.isdir(run_dir) and opts.run_dir is not None and opts.resume == 'auto' and resume is not None:
             try:
@@ -264,7 +302,11 @@ def launch(c, desc, opts):
         distributed.init(backend=backend)
         try:
             run_dir, resume = prepare_run_dir(c, desc, opts) if env.rank == 0 else (None, None)
-            run_dir, resume = distributed.broadcast_object((run_dir, resume))  # all ranks agree
+            transfer = {k: c[k] for k in TRANSFER_OPTIONS if k in c} if env.rank == 0 else None
+            run_dir, resume, transfer = distributed.broadcast_object((run_dir, resume, transfer))  # all ranks agree
+            for key in TRANSFER_OPTIONS:
+                c.pop(key, None)
+            c.update(transfer)
             if env.rank == 0:
                 print_summary(c, run_dir, resume, f'{env.launcher}, {env.world_size} ranks')
             return train_worker(dnnlib.EasyDict(c, run_dir=run_dir, resume=resume))

@@ -30,8 +30,13 @@ def slerp(a, b, t):
 
 
 def ppl_from_distances(dist):
-    """Mean of the distances within [1st percentile ('lower'), 99th percentile ('higher')]."""
-    dist = np.asarray(dist, dtype=np.float64).reshape(-1)
+    """Mean of the distances within [1st percentile ('lower'), 99th percentile ('higher')].
+
+    Computed in the distances' own float dtype: compute_ppl passes float32, whose mean NVlabs takes in
+    float32 too (numpy's pairwise sum), so the value matches theirs to the last bit rather than to ~1e-7.
+    """
+    dist = np.asarray(dist)
+    dist = (dist if np.issubdtype(dist.dtype, np.floating) else dist.astype(np.float64)).reshape(-1)
     if dist.size == 0:
         raise ValueError('ppl_from_distances: no distances')
     lo = np.percentile(dist, 1, method='lower')

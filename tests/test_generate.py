@@ -87,6 +87,16 @@ def test_seeds_written_and_match_direct_evaluation(snap, tmp_path):
     assert np.abs(a - b).max() <= 1
 
 
+def test_default_batch_is_bit_exact_single_image_evaluation(snap, tmp_path):
+    # NVlabs gen_images evaluates one seed per forward pass; batching changes the last float bit (mapping
+    # matmuls, grouped convolutions), so the default does the same and matches it pixel for pixel.
+    path, G = snap
+    res = _run(f'--network={path}', '--seeds=0-4', '--trunc=0.7', f'--outdir={tmp_path}', '--device=cpu')
+    assert res.exit_code == 0, res.output
+    for seed in range(5):
+        assert np.array_equal(np.asarray(PIL.Image.open(tmp_path / f'seed{seed:04d}.png')), _expected(G, seed, 0.7))
+
+
 def test_conditional_class_and_nvlabs_pickle(cond_snap, tmp_path):
     path, G = cond_snap
     res = _run(f'--network={path}', '--seeds=3', '--class=2', f'--outdir={tmp_path}/c', '--batch=1')

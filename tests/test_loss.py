@@ -292,3 +292,61 @@ def test_make_phases():
     with pytest.raises(ValueError, match="'G' or 'D'"):
         make_phases('E', G, kw, 4)
     assert loss_mod.PHASES == PHASES
+
+
+def test_style_mixing_draw_order_matches_nvlabs():
+    # NVlabs draws, in this order: cutoff ~ U{1, .., num_ws - 1} (random_), u ~ U[0, 1) (mix iff u < prob,
+    # else cutoff = num_ws), then the second latent randn_like(z) (drawn even when not mixing).
+    G, D = LinearG(num_ws=5), LinearD()
+    loss = StyleGAN2Loss('cpu', G, D, style_mixing_prob=0.5)
+    z = torch.randn([3, 4], dtype=torch.float64)
+    mixed = 0
+    for seed in range(16):
+        torch.manual_seed(seed)
+        _img, ws = loss.run_G(z, None)
+        after = torch.rand([])  # the global RNG must be left where NVlabs leaves it
+        torch.manual_seed(seed)
+        cutoff = int(torch.empty([], dtype=torch.int64).random_(1, 5))
+        cutoff = cutoff if float(torch.rand([])) < 0.5 else 5
+        z2 = torch.randn_like(z)
+        ref = G.mapping(z, None).detach().clone()
+        ref[:, cutoff:] = G.mapping(z2, None)[:, cutoff:]
+        torch.testing.assert_close(ws, ref, rtol=0, atol=0)
+        assert float(after) == float(torch.rand([]))
+        mixed += cutoff < 5
+    assert 0 < mixed < 16
+
+
+def test_blur_kernel_is_nvlabs_exp2():
+    # NVlabs blur: taps 2^(-(x / sigma)^2) for |x| <= floor(3 sigma), normalised; zero padding; sigma
+    # fades linearly: sigma = max(1 - cur_nimg / (blur_fade_kimg * 1000), 0) * blur_init_sigma.
+    G, D = LinearG(), LinearD(res=8)
+    G.synthesis = _LinearSynthesis(3, 3, 8)
+    loss = StyleGAN2Loss('cpu', G, D, blur_init_sigma=2.0, blur_fade_kimg=1)
+    img = torch.randn([2, 3, 8, 8], dtype=torch.float64)
+    for cur_nimg in [0, 400, 900]:
+        sigma = (1 - cur_nimg / 1000) * 2.0
+        r = int(np.floor(sigma * 3))
+        x = np.arange(-r, r + 1)
+        f = 2.0 ** (-(x / sigma) ** 2)
+        f = torch.from_numpy(np.outer(f, f) / f.sum() ** 2).to(torch.float64)
+        ref = torch.nn.functional.conv2d(img.reshape([6, 1, 8, 8]), f[None, None], padding=r).reshape(img.shape)
+        torch.testing.assert_close(loss.run_D(img, None, blur_sigma=sigma), D(ref, None), rtol=1e-5, atol=1e-5)  # float32 taps, as NVlabs
+    # The schedule inside accumulate_gradients: Dmain gradient of D equals the one on pre-blurred reals/fakes.
+    D.zero_grad(set_to_none=True)
+    z = torch.randn([2, 4], dtype=torch.float64)
+    loss.accumulate_gradients('Dmain', img, torch.zeros([2, 0]), z, torch.zeros([2, 0]), gain=1, cur_nimg=400)
+    got = D.weight.grad.clone()
+    sigma = 0.6 * 2.0
+    r = int(np.floor(sigma * 3))
+    x = np.arange(-r, r + 1)
+    f = 2.0 ** (-(x / sigma) ** 2)
+    f = torch.from_numpy(np.outer(f, f) / f.sum() ** 2)
+    blur = lambda t: torch.nn.functional.conv2d(t.reshape([-1, 1, 8, 8]), f[None, None], padding=r).reshape(t.shape)
+    with torch.no_grad():
+        fake = G.synthesis(G.mapping(z, None))
+    Dw = D.weight.detach().clone().requires_grad_(True)
+    logit = lambda t: (blur(t) * Dw).flatten(1).sum(1)
+    ref_loss = torch.nn.functional.softplus(logit(fake)).mean() + torch.nn.functional.softplus(-logit(img)).mean()
+    ref_loss.backward()
+    torch.testing.assert_close(got, Dw.grad, rtol=1e-5, atol=1e-6)

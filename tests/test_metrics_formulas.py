@@ -166,6 +166,12 @@ def test_ppl_percentile_filter():
     lo, hi = s[int(np.floor(0.01 * 999))], s[int(np.ceil(0.99 * 999))]
     expected = s[(s >= lo) & (s <= hi)].mean()
     assert perceptual_path_length.ppl_from_distances(dist) == pytest.approx(expected, rel=1e-12)
+    # float32 distances (what compute_ppl passes): the mean is taken in float32, as NVlabs does.
+    d32 = dist.astype(np.float32) * np.float32(1e3)
+    s32 = np.sort(d32)
+    keep = (d32 >= s32[int(np.floor(0.01 * 999))]) & (d32 <= s32[int(np.ceil(0.99 * 999))])
+    assert perceptual_path_length.ppl_from_distances(d32) == float(d32[keep].mean(dtype=np.float32))
+    assert perceptual_path_length.ppl_from_distances(np.arange(1, 200)) == pytest.approx(100)  # integers accepted
 
 
 def test_ppl_distance_on_linear_generator():

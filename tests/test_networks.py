@@ -458,3 +458,82 @@ def test_torgb_and_conv2d_layer_match_float64():
     y = F.conv2d(x.double(), conv.weight.double() / np.sqrt(3 * 9), padding=1) + conv.bias.double().reshape(1, -1, 1, 1)
     y = (_lrelu(y) * np.sqrt(2) * np.sqrt(0.5)).clamp(-0.5 * np.sqrt(0.5), 0.5 * np.sqrt(0.5))
     assert torch.allclose(conv(x, gain=np.sqrt(0.5)).double(), y, atol=1e-5)
+
+
+@pytest.mark.parametrize('default,training,reduced,batch,expect', [
+    ('inference_only', False, True, 2, True), ('inference_only', True, False, 2, False),
+    ('ada', False, False, 2, True), ('ada', False, True, 2, False), ('ada', False, True, 1, True),
+    ('ada', True, False, 1, False), (True, True, True, 2, True), (False, False, False, 2, False),
+])
+def test_fused_modconv_default_rules(monkeypatch, default, training, reduced, batch, expect):
+    # NVlabs: stylegan3-repo blocks use fused_modconv_default (True / False / 'inference_only' = eval mode);
+    # stylegan2-ada blocks fuse in eval mode only for float32 blocks or a batch of one ('ada').
+    block = nets.SynthesisBlock(4, 4, w_dim=8, resolution=8, img_channels=3, is_last=True, use_fp16=True,
+                                fused_modconv_default=default).train(training)
+    if reduced:  # a reduced-precision block, as on CUDA (bfloat16 also runs on CPU)
+        monkeypatch.setattr(block, 'compute_dtype', lambda device, force_fp32=False: torch.bfloat16)
+    seen = []
+    real = nets.modconv.modulated_conv2d
+    monkeypatch.setattr(nets.modconv, 'modulated_conv2d', lambda *a, **k: seen.append(k['fused_modconv']) or real(*a, **k))
+    block(torch.randn(batch, 4, 4, 4), torch.randn(batch, 3, 4, 4), torch.randn(batch, 3, 8), noise_mode='const')
+    assert seen == [expect] * 3
+    # An explicit fused_modconv overrides the default.
+    seen.clear()
+    block(torch.randn(batch, 4, 4, 4), None, torch.randn(batch, 3, 8), fused_modconv=(not expect), noise_mode='const')
+    assert seen == [not expect] * 3
+
+
+def _zero_stuff(x, up):
+    n, c, h, w = x.shape
+    y = x.new_zeros([n, c, h * up, w * up])
+    y[:, :, ::up, ::up] = x
+    return y
+
+
+def _fir(x, f2d, pad, gain=1.0):
+    """Zero-pad [x0, x1, y0, y1] and convolve (true convolution) each channel with the 2-D filter."""
+    x = F.pad(x, pad)
+    k = (f2d * gain).flip([0, 1])[None, None].repeat(x.shape[1], 1, 1, 1)
+    return F.conv2d(x, k, groups=x.shape[1])
+
+
+def test_resampling_layers_match_float64():
+    # NVlabs: up=2 layers run a true convolution (flip_weight=False) on the zero-stuffed, [1,3,3,1]-filtered
+    # (gain 4) image, padded by kernel_size // 2 plus (fw + up - 1) // 2 before / (fw - up) // 2 after;
+    # down=2 layers pad by k // 2 plus (fw - down + 1) // 2 / (fw - down) // 2, filter, then correlate with stride 2.
+    f = torch.tensor([1., 3, 3, 1], dtype=torch.float64)
+    f = torch.outer(f, f) / 64
+
+    layer = nets.SynthesisLayer(3, 2, w_dim=4, resolution=8, up=2, conv_clamp=None)
+    with torch.no_grad():
+        layer.noise_strength.fill_(0.5)
+        layer.bias.copy_(torch.randn(2))
+    x, w = torch.randn(2, 3, 4, 4), torch.randn(2, 4)
+    styles = w.double() @ (layer.affine.weight.double() / 2).t() + layer.affine.bias.double()
+    up = _fir(_zero_stuff(x.double(), 2), f, [3, 2, 3, 2], gain=4)
+    outs = []
+    for n in range(2):
+        wn = layer.weight.double() * styles[n].reshape(1, -1, 1, 1)
+        wn = wn / (wn.square().sum(dim=[1, 2, 3], keepdim=True) + 1e-8).sqrt()
+        outs.append(F.conv2d(up[n:n + 1], wn.flip([2, 3])))
+    y = torch.cat(outs) + layer.noise_const.double() * 0.5
+    y = _lrelu(y + layer.bias.double().reshape(1, -1, 1, 1)) * np.sqrt(2)
+    for fused in (True, False):
+        assert torch.allclose(layer(x, w, noise_mode='const', fused_modconv=fused).double(), y, atol=1e-5)
+
+    conv = nets.Conv2dLayer(3, 2, kernel_size=3, activation='lrelu', down=2)
+    with torch.no_grad():
+        conv.bias.copy_(torch.randn(2))
+    x = torch.randn(2, 3, 8, 8)
+    h = F.conv2d(_fir(x.double(), f, [2, 2, 2, 2]), conv.weight.double() / np.sqrt(27), stride=2)
+    expect = _lrelu(h + conv.bias.double().reshape(1, -1, 1, 1)) * np.sqrt(2)
+    assert torch.allclose(conv(x).double(), expect, atol=1e-5)
+
+    skip_d = nets.Conv2dLayer(3, 2, kernel_size=1, bias=False, down=2)
+    expect = F.conv2d(_fir(x.double(), f, [1, 1, 1, 1])[:, :, ::2, ::2], skip_d.weight.double() / np.sqrt(3))
+    assert torch.allclose(skip_d(x, gain=np.sqrt(0.5)).double(), expect * np.sqrt(0.5), atol=1e-5)
+
+    skip_g = nets.Conv2dLayer(3, 2, kernel_size=1, bias=False, up=2)
+    x = torch.randn(2, 3, 4, 4)
+    expect = _fir(_zero_stuff(F.conv2d(x.double(), skip_g.weight.double() / np.sqrt(3)), 2), f, [2, 1, 2, 1], gain=4)
+    assert torch.allclose(skip_g(x).double(), expect, atol=1e-5)

@@ -120,6 +120,8 @@ def test_stylegan3_repo_pickle(tmp_path, marker):
             expected.update(num_fp16_res=2, conv_clamp=256)
         assert mod.init_kwargs == expected
         assert list(mod.state_dict()) == list(src.state_dict())
+        if key != 'D':
+            assert mod.synthesis.b8.fused_modconv_default == 'inference_only'
     _assert_same_outputs(G_ema, out['G_ema'])
     img = G(torch.randn(4, 16), None, noise_mode='const')
     assert torch.equal(out['D'](img, None), D(img, None))
@@ -134,6 +136,8 @@ def test_stylegan2_ada_conditional_pickle_with_frozen_d_and_fp16(tmp_path, marke
     out = _load_bytes(tmp_path, data)
     G2, D2 = out['G_ema'], out['D']
     assert G2.mapping.w_avg_beta == 0.995  # ada default, read from the pickled mapping state
+    # ada blocks have no fused_modconv_default: their rule (eval mode and float32 block or batch 1) is kept.
+    assert G2.init_kwargs['fused_modconv_default'] == 'ada' and G2.synthesis.b16.fused_modconv_default == 'ada'
     assert [G2.synthesis.b4.use_fp16, G2.synthesis.b8.use_fp16, G2.synthesis.b16.use_fp16, G2.synthesis.b32.use_fp16] == [False, True, True, True]
     assert [D2.b32.use_fp16, D2.b16.use_fp16, D2.b8.use_fp16] == [True, True, True]
     buffers = dict(D2.named_buffers())

@@ -79,9 +79,103 @@ def test_resume_auto_is_the_same_command(tmp_path, data_path):
     assert result.exit_code == 0
     assert os.listdir(outdir) == runs
     assert 'Resuming from' in result.output and 'training-state-000000.pt' in result.output
-    kimg = [json.loads(l)['Progress/kimg']['mean'] for l in open(run_dir / 'stats.jsonl')]
+    lines = [json.loads(l) for l in open(run_dir / 'stats.jsonl')]
+    kimg = [line['Progress/kimg']['mean'] for line in lines]
     assert kimg == sorted(kimg) and abs(kimg[-1] - 0.008) < 1e-6
+    # NVlabs: 'Progress/augment' is reported once per tick, 0 without an augment pipe (--aug=noaug).
+    assert all(line['Progress/augment'] == dict(num=1, mean=0, std=0) for line in lines)
 
     # A different configuration is not silently continued: a new description gives a new run dir.
     assert _run(base + ['--kimg=0.004', '--gamma=5', '-n']).exit_code == 0
     assert os.listdir(outdir) == runs
+
+
+def _dry_run_options(args):
+    result = _run(args + ['--dry-run'])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output[result.output.index('{'):result.output.index('\n}') + 2])
+
+
+# NVlabs stylegan2-ada-pytorch train.py cfg_specs, written out by hand (not read from train.CFG_SPECS).
+NVLABS_CFG = {
+    'stylegan2': dict(ref_gpus=8, kimg=25000,  mb=32, mbstd=4,  fmaps=1,   lrate=0.002,  gamma=10,   ema=10,  ramp=None, map=8),
+    'paper256':  dict(ref_gpus=8, kimg=25000,  mb=64, mbstd=8,  fmaps=0.5, lrate=0.0025, gamma=1,    ema=20,  ramp=None, map=8),
+    'paper512':  dict(ref_gpus=8, kimg=25000,  mb=64, mbstd=8,  fmaps=1,   lrate=0.0025, gamma=0.5,  ema=20,  ramp=None, map=8),
+    'paper1024': dict(ref_gpus=8, kimg=25000,  mb=32, mbstd=4,  fmaps=1,   lrate=0.002,  gamma=2,    ema=10,  ramp=None, map=8),
+    'cifar':     dict(ref_gpus=2, kimg=100000, mb=64, mbstd=32, fmaps=1,   lrate=0.0025, gamma=0.01, ema=500, ramp=0.05, map=2),
+}
+
+
+def _check_nvlabs_options(o, spec, mb, batch_gpu, mbstd, cifar=False):
+    assert o['batch_size'] == mb and o['batch_gpu'] == batch_gpu
+    assert o['total_kimg'] == spec['kimg'] and o['ema_kimg'] == pytest.approx(spec['ema']) and o['ema_rampup'] == spec['ramp']
+    for net in ['G_kwargs', 'D_kwargs']:
+        assert o[net]['channel_base'] == int(spec['fmaps'] * 32768) and o[net]['channel_max'] == 512
+        assert o[net]['num_fp16_res'] == 4 and o[net]['conv_clamp'] == 256
+    assert o['G_kwargs']['z_dim'] == 512 and o['G_kwargs']['w_dim'] == 512
+    assert o['G_kwargs']['mapping_kwargs']['num_layers'] == spec['map']
+    assert o['D_kwargs']['epilogue_kwargs']['mbstd_group_size'] == mbstd
+    for opt in ['G_opt_kwargs', 'D_opt_kwargs']:
+        assert o[opt] == dict(class_name='torch.optim.Adam', lr=pytest.approx(spec['lrate']), betas=[0, 0.99], eps=1e-8)
+    assert o['G_reg_interval'] == 4 and o['D_reg_interval'] == 16
+    assert o['loss_kwargs']['r1_gamma'] == pytest.approx(spec['gamma'])
+    assert o['loss_kwargs']['pl_weight'] == (0 if cifar else 2)
+    assert o['loss_kwargs']['style_mixing_prob'] == (0 if cifar else 0.9)
+    assert o['D_kwargs'].get('architecture', 'resnet') == ('orig' if cifar else 'resnet')
+    assert o['augment_kwargs'] == dict(class_name='training.augment.AugmentPipe', xflip=1, rotate90=1, xint=1, scale=1, rotate=1,
+                                       aniso=1, xfrac=1, brightness=1, contrast=1, lumaflip=1, hue=1, saturation=1)  # default bgc
+    assert o['ada_target'] == 0.6 and o['augment_p'] == 0
+
+
+@pytest.mark.parametrize('cfg', sorted(NVLABS_CFG))
+def test_fixed_presets_match_nvlabs(tmp_path, data_path, cfg):
+    spec = NVLABS_CFG[cfg]
+    o = _dry_run_options([f'--outdir={tmp_path}', f'--data={data_path}', f'--cfg={cfg}', '--device=cpu'])
+    # batch_gpu = mb // ref_gpus whatever --gpus is (more rounds of gradient accumulation on fewer GPUs).
+    _check_nvlabs_options(o, spec, mb=spec['mb'], batch_gpu=spec['mb'] // spec['ref_gpus'], mbstd=spec['mbstd'], cifar=(cfg == 'cifar'))
+    # --batch overrides the batch and sets batch_gpu = batch // gpus (NVlabs); the group never exceeds it.
+    o = _dry_run_options([f'--outdir={tmp_path}', f'--data={data_path}', f'--cfg={cfg}', '--device=cpu', '--gpus=2', '--batch=16'])
+    assert o['batch_size'] == 16 and o['batch_gpu'] == 8
+    assert o['D_kwargs']['epilogue_kwargs']['mbstd_group_size'] == min(spec['mbstd'], 8)
+
+
+@pytest.mark.parametrize('gpus', [1, 2, 8])
+def test_auto_preset_formula_on_gpus(tmp_path, data_path, monkeypatch, gpus):
+    # The GPU 'auto' rules (CPU runs use the small CPU_AUTO networks instead); CUDA faked for the dry run.
+    monkeypatch.setattr(train.torch.cuda, 'is_available', lambda: True)
+    monkeypatch.setattr(train.torch.cuda, 'device_count', lambda: 8)
+    o = _dry_run_options([f'--outdir={tmp_path}', f'--data={data_path}', '--device=cuda', f'--gpus={gpus}'])
+    res = 16  # tiny_dataset resolution
+    mb = max(min(gpus * min(4096 // res, 32), 64), gpus)
+    spec = dict(kimg=25000, mb=mb, mbstd=min(mb // gpus, 4), fmaps=1 if res >= 512 else 0.5, lrate=0.002 if res >= 1024 else 0.0025,
+                gamma=0.0002 * res ** 2 / mb, ema=mb * 10 / 32, ramp=0.05, map=2)
+    assert mb == {1: 32, 2: 64, 8: 64}[gpus] and spec['ema'] == pytest.approx(mb / 3.2) and spec['gamma'] == pytest.approx(0.0512 / mb)
+    _check_nvlabs_options(o, spec, mb=mb, batch_gpu=mb // gpus, mbstd=spec['mbstd'])
+
+
+def test_resume_from_weights_is_nvlabs_transfer_learning(tmp_path, data_path):
+    # NVlabs train.py: --resume=<network pickle> sets ada_kimg=100 and ema_rampup=None. Here that holds
+    # for weights-only files; a training-state file continues exactly with the preset's values, and a
+    # --resume=auto continuation keeps the values its run was started with.
+    src = tmp_path / 'src'
+    assert _run([f'--outdir={src}', f'--data={data_path}', '--kimg=0.004'] + TINY).exit_code == 0
+    src_dir = src / os.listdir(src)[0]
+    o = _dry_run_options([f'--outdir={tmp_path}/x', f'--data={data_path}', '--device=cpu', f'--resume={src_dir}/network-snapshot-000000.pt'])
+    assert o['ada_kimg'] == 100 and o['ema_rampup'] is None
+    o = _dry_run_options([f'--outdir={tmp_path}/x', f'--data={data_path}', '--device=cpu', f'--resume={src_dir}/training-state-000000.pt'])
+    assert 'ada_kimg' not in o and o['ema_rampup'] == 0.05
+    o = _dry_run_options([f'--outdir={tmp_path}/x', f'--data={data_path}', '--device=cpu'])
+    assert 'ada_kimg' not in o and o['ema_rampup'] == 0.05
+
+    # Fine-tune from the snapshot, then continue that run with --resume=auto.
+    out = tmp_path / 'out'
+    result = _run([f'--outdir={out}', f'--data={data_path}', f'--resume={src_dir}/network-snapshot-000000.pt', '--kimg=0.004'] + TINY)
+    assert result.exit_code == 0 and '(weights only)' in result.output
+    runs = os.listdir(out)
+    options = json.load(open(out / runs[0] / 'training_options.json'))
+    assert options['ada_kimg'] == 100 and options['ema_rampup'] is None
+    result = _run([f'--outdir={out}', f'--data={data_path}', '--resume=auto', '--kimg=0.008'] + TINY)
+    assert result.exit_code == 0 and '(exact continuation)' in result.output, result.output
+    assert os.listdir(out) == runs
+    options = json.load(open(out / runs[0] / 'training_options.json'))
+    assert options['ada_kimg'] == 100 and options['ema_rampup'] is None

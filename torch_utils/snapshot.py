@@ -428,7 +428,9 @@ def _nvlabs_init_kwargs(record, what):
 
     stylegan2-ada nests the synthesis options in `synthesis_kwargs` and has different defaults
     (num_fp16_res 0, conv_clamp None, w_avg_beta 0.995); every option whose default differs between the
-    repos is filled from the recorded instance state when the kwargs leave it out.
+    repos is filled from the recorded instance state when the kwargs leave it out. stylegan2-ada blocks
+    have no fused_modconv_default; they get 'ada', which reproduces their rule (fused in eval mode for
+    float32 blocks or a batch of one).
     """
     state = record.state
     if '_init_kwargs' not in state:
@@ -448,8 +450,8 @@ def _nvlabs_init_kwargs(record, what):
         if 'conv_clamp' not in kwargs and conv1 is not None:
             kwargs['conv_clamp'] = conv1.state.get('conv_clamp')
         if 'fused_modconv_default' not in kwargs:
-            kwargs['fused_modconv_default'] = (b4.state.get('fused_modconv_default', 'inference_only')
-                                               if b4 is not None else 'inference_only')
+            # stylegan3-repo blocks record their default; stylegan2-ada blocks have none and apply their own rule.
+            kwargs['fused_modconv_default'] = (b4.state.get('fused_modconv_default', 'ada') if b4 is not None else 'ada')
         mapping_kwargs = dict(kwargs.get('mapping_kwargs') or {})
         if 'w_avg_beta' not in mapping_kwargs and 'w_avg_beta' in mapping.state:
             mapping_kwargs['w_avg_beta'] = _plain_state(mapping.state['w_avg_beta'])

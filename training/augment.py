@@ -34,7 +34,6 @@ import torch
 
 from ops import upfirdn2d
 from torch_utils import persistence
-from torch_utils import training_stats
 
 #----------------------------------------------------------------------------
 # Low-pass decomposition filters of two Symlet wavelets (published coefficients, as in PyWavelets).
@@ -516,7 +515,8 @@ class AdaController:
     def update(self, augment_pipe):
         """Call once per minibatch; every `interval` calls adjusts `augment_pipe.p` in place.
 
-        Returns the new p as a 0-d device tensor (also reported as 'Progress/augment').
+        Returns the new p as a 0-d device tensor. Nothing is reported here: as in NVlabs, the
+        training loop reports 'Progress/augment' once per tick (the value at the tick's end).
         """
         self.num_updates += 1
         if self.num_updates % self.interval == 0:
@@ -530,7 +530,6 @@ class AdaController:
             new_p = (augment_pipe.p + adjust.to(augment_pipe.p.device, augment_pipe.p.dtype)).clamp(0, 1)
             augment_pipe.p.copy_(new_p)
             self._sums.zero_()
-        training_stats.report0('Progress/augment', augment_pipe.p)
         return augment_pipe.p
 
     def state_dict(self):

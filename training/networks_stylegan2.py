@@ -334,7 +334,8 @@ class SynthesisBlock(torch.nn.Module):
         conv_clamp              = 256,          # Clamp conv outputs to +-X, None = no clamping.
         use_fp16                = False,        # Run this block in reduced precision on CUDA?
         fp16_channels_last      = False,        # channels_last memory format with reduced precision?
-        fused_modconv_default   = True,         # fused_modconv when the caller passes None; 'inference_only' = fused in eval mode only.
+        fused_modconv_default   = True,         # fused_modconv when the caller passes None; 'inference_only' = fused in eval mode only;
+                                                # 'ada' = the stylegan2-ada-pytorch rule: eval mode and (float32 block or batch 1).
         fp16_dtype              = 'float16',    # Reduced-precision dtype of use_fp16 blocks: 'float16' or 'bfloat16'.
         **layer_kwargs,                         # Arguments for SynthesisLayer.
     ):
@@ -389,6 +390,9 @@ class SynthesisBlock(torch.nn.Module):
             fused_modconv = self.fused_modconv_default
         if fused_modconv == 'inference_only':
             fused_modconv = (not self.training)
+        if fused_modconv == 'ada':  # stylegan2-ada-pytorch networks have no default; this is their rule for None
+            with misc.suppress_tracer_warnings():
+                fused_modconv = (not self.training) and (dtype == torch.float32 or int(ws.shape[0]) == 1)
 
         # Input.
         if self.in_channels == 0:

@@ -259,7 +259,7 @@ def tick_maintenance(c, s, done):
               f"maintenance {rep('Timing/maintenance_sec', s.maintenance_time):<6.1f}",
               f"cpumem {rep('Resources/cpu_mem_gb', ckpt.cpu_mem_gb()):<6.2f}",
               f"gpumem {rep('Resources/peak_gpu_mem_gb', ckpt.peak_gpu_mem_gb(s.device)):<6.2f}",
-              f"augment {float(s.augment_pipe.p) if s.augment_pipe is not None else 0:.3f}",
+              f"augment {rep('Progress/augment', float(s.augment_pipe.p) if s.augment_pipe is not None else 0):.3f}",
               f"eta {dnnlib.util.format_time(eta)}"]
     rep('Timing/total_hours', total_sec / 3600)
     print0(c, ' '.join(fields))
