@@ -179,6 +179,11 @@ def test_metric_names():
     ('is50k', inception_score, 'compute_is', dict(num_gen=50000, num_splits=10, xflip=False)),
     ('ppl2_wend', perceptual_path_length, 'compute_ppl', dict(num_samples=50000, epsilon=1e-4, space='w', sampling='end', crop=False, batch_size=2)),
     ('ppl_zfull', perceptual_path_length, 'compute_ppl', dict(space='z', sampling='full', crop=True)),
+    ('kid50k', kernel_inception_distance, 'compute_kid', dict(max_real=50000, num_gen=50000, num_subsets=100, max_subset_size=1000, xflip=True)),
+    ('pr50k3', precision_recall, 'compute_pr', dict(max_real=50000, num_gen=50000, nhood_size=3, row_batch_size=10000, col_batch_size=10000, xflip=True)),
+    ('ppl_wfull', perceptual_path_length, 'compute_ppl', dict(num_samples=50000, epsilon=1e-4, space='w', sampling='full', crop=True, batch_size=2)),
+    ('ppl_zend', perceptual_path_length, 'compute_ppl', dict(num_samples=50000, epsilon=1e-4, space='z', sampling='end', crop=True, batch_size=2)),
+    ('ppl_wend', perceptual_path_length, 'compute_ppl', dict(num_samples=50000, epsilon=1e-4, space='w', sampling='end', crop=True, batch_size=2)),
 ])
 def test_metric_name_scheme_parameters(monkeypatch, name, module, fn, expected):
     seen = {}
@@ -229,3 +234,26 @@ def test_generated_items_do_not_depend_on_batching():
     assert not torch.equal(z, metric_utils.item_latents([5, 6, 7], 4, seed=4))
 
 #----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize('fn, detector_kwargs, capture', [
+    (lambda opts: frechet_inception_distance.compute_fid(opts, max_real=None, num_gen=20), dict(return_features=True), 'capture_mean_cov'),
+    (lambda opts: kernel_inception_distance.compute_kid(opts, max_real=None, num_gen=20, num_subsets=2, max_subset_size=5), dict(return_features=True), 'capture_all'),
+    (lambda opts: precision_recall.compute_pr(opts, max_real=None, num_gen=20, nhood_size=3, row_batch_size=8, col_batch_size=8), dict(return_features=True), 'capture_all'),
+    (lambda opts: inception_score.compute_is(opts, num_gen=20, num_splits=10), dict(no_output_bias=True), 'capture_all'),
+])
+def test_detector_kwargs_are_nvlabs(monkeypatch, fn, detector_kwargs, capture):
+    # NVlabs: FID/KID/PR take raw features (return_features=True); IS takes the softmax without the output bias.
+    calls = []
+
+    def fake_stats(opts, detector_name, detector_kwargs, max_items=None, **stats_kwargs):
+        calls.append((dict(detector_kwargs), stats_kwargs))
+        stats = metric_utils.FeatureStats(max_items=20, **stats_kwargs)
+        stats.append(np.random.RandomState(len(calls)).rand(20, 6).astype(np.float32) + 0.01)
+        return stats
+    monkeypatch.setattr(metric_utils, 'compute_feature_stats_for_dataset', fake_stats)
+    monkeypatch.setattr(metric_utils, 'compute_feature_stats_for_generator', fake_stats)
+    fn(metric_utils.MetricOptions(G=mf.TinyGenerator(), device='cpu'))
+    assert len(calls) >= 1
+    for kwargs, stats_kwargs in calls:
+        assert kwargs == detector_kwargs and stats_kwargs == {capture: True}

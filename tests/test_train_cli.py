@@ -84,6 +84,7 @@ def test_resume_auto_is_the_same_command(tmp_path, data_path):
     assert kimg == sorted(kimg) and abs(kimg[-1] - 0.008) < 1e-6
     # NVlabs: 'Progress/augment' is reported once per tick, 0 without an augment pipe (--aug=noaug).
     assert all(line['Progress/augment'] == dict(num=1, mean=0, std=0) for line in lines)
+    assert all(line['Timing/total_days']['mean'] == pytest.approx(line['Timing/total_hours']['mean'] / 24) for line in lines)
 
     # A different configuration is not silently continued: a new description gives a new run dir.
     assert _run(base + ['--kimg=0.004', '--gamma=5', '-n']).exit_code == 0

@@ -262,6 +262,7 @@ def tick_maintenance(c, s, done):
               f"augment {rep('Progress/augment', float(s.augment_pipe.p) if s.augment_pipe is not None else 0):.3f}",
               f"eta {dnnlib.util.format_time(eta)}"]
     rep('Timing/total_hours', total_sec / 3600)
+    rep('Timing/total_days', total_sec / (24 * 3600))
     print0(c, ' '.join(fields))
 
     # Save image snapshot.
