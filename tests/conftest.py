@@ -26,3 +26,14 @@ def pytest_collection_modifyitems(config, items):
 def _seed():
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture(scope='module')
+def one_thread():
+    """One torch thread for a module of tiny-tensor tests: they are dominated by thread synchronisation,
+    and one thread is much faster on a busy 2-core machine. Use with
+    `pytestmark = pytest.mark.usefixtures('one_thread')`."""
+    prev = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(prev)

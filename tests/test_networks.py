@@ -11,13 +11,7 @@ import dnnlib
 from training import networks_stylegan2 as nets
 
 
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread():
-    # Tiny convolutions are dominated by thread synchronisation; one thread is much faster on a busy CPU.
-    prev = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(prev)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 #----------------------------------------------------------------------------
 # Reference tables (section 1-3). 'name*' marks a buffer. Every SynthesisBlock, SynthesisLayer,

@@ -14,13 +14,7 @@ from torch_utils import snapshot
 from training import networks_stylegan2 as nets
 
 
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread():
-    # Tiny convolutions are dominated by thread synchronisation; one thread is much faster on a busy CPU.
-    prev = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(prev)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 DOCUMENTED_GLOBALS = {
     ('collections', 'OrderedDict'), ('dnnlib.util', 'EasyDict'), ('numpy', 'dtype'),

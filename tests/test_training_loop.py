@@ -214,3 +214,31 @@ def test_conditional_grid_and_run(tmp_path, data_path):
     assert training_loop.training_loop(**c) == 'done'
     G = snapshot.load_network(str(tmp_path / 'cond' / 'network-snapshot-000000.pt'))['G_ema']
     assert G.c_dim == 3 and G(torch.randn([2, 32]), torch.eye(3)[:2]).shape == (2, 3, 16, 16)
+
+
+def test_weights_only_resume_restarts_augment_p(tmp_path, data_path):
+    # NVlabs: --resume=<network pickle> copies G, D, G_ema and restarts p at augment_p; an exact
+    # continuation (training-state file) keeps the p the run had reached.
+    src = tmp_path / 'src'
+    assert training_loop.training_loop(**tiny_config(src, data_path, total_kimg=0.008)) == 'done'
+    snap = sorted(f for f in os.listdir(src) if f.startswith('network-snapshot-'))[-1]
+    state = sorted(f for f in os.listdir(src) if f.startswith('training-state-'))[-1]
+    reached_p = float(snapshot.load_network(str(src / snap))['augment_pipe'].p)
+    assert reached_p != 0.1  # ada_kimg=1 moves p every ada_interval minibatches
+
+    captured = {}
+    def capture(s):
+        captured['p'] = float(s.augment_pipe.p)
+        captured['G'] = {k: v.clone() for k, v in s.G.state_dict().items()}
+    original_setup = training_loop.setup
+    try:
+        training_loop.setup = lambda c, s: (original_setup(c, s), capture(s))[0]
+        for resume, expect_p in [(src / snap, 0.1), (src / state, reached_p)]:
+            cfg = tiny_config(tmp_path / resume.name, data_path, resume=str(resume), total_kimg=0.0)
+            training_loop.training_loop(**cfg)
+            assert captured['p'] == pytest.approx(expect_p), resume.name
+            G_src = snapshot.load_network(str(resume))['G']
+            for k, v in G_src.state_dict().items():
+                assert torch.equal(captured['G'][k], v), k
+    finally:
+        training_loop.setup = original_setup

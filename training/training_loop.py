@@ -138,7 +138,7 @@ def setup(c, s):
                 interval=c.ada_interval, speed_kimg=c.ada_kimg, batch_size=c.batch_size)
     if c.resume is not None:
         print0(c, f'Resuming from "{c.resume}"' + (' (exact continuation)' if state else ' (weights only)'))
-        _load_weights(s, c.resume, resume_data)
+        _load_weights(s, c.resume, resume_data, exact=state is not None)
 
     # Loss and phases: (name, module, opt, interval); lazy regularization rescales lr and betas.
     s.loss = dnnlib.util.construct_class_by_name(device=s.device, G=s.G, D=s.D, augment_pipe=s.augment_pipe,
@@ -339,13 +339,14 @@ def _is_ganforge_file(path):
         return f.read(2) == b'PK'  # torch.save zip container
 
 
-def _load_weights(s, path, data):
-    """Copy G, D, G_ema (and the augment pipe's state) from a snapshot, checkpoint or NVlabs pickle."""
+def _load_weights(s, path, data, exact):
+    """Copy G, D, G_ema from a snapshot, checkpoint or NVlabs pickle; the augment pipe's p only when
+    continuing exactly (a weights-only resume restarts p at augment_p, as NVlabs does)."""
     nets = snapshot.load_network(path, device=s.device)
     for name in ['G', 'D', 'G_ema']:
         if nets.get(name) is not None:
             misc.copy_params_and_buffers(nets[name], s[name], require_all=data is not None)
-    if s.augment_pipe is not None and nets.get('augment_pipe') is not None:
+    if exact and s.augment_pipe is not None and nets.get('augment_pipe') is not None:
         misc.copy_params_and_buffers(nets['augment_pipe'], s.augment_pipe)
 
 
