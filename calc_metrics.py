@@ -12,7 +12,7 @@ import torch
 
 import dnnlib
 from metrics import detectors, metric_main
-from torch_utils import snapshot
+from training import network_loader
 
 #----------------------------------------------------------------------------
 
@@ -98,7 +98,7 @@ def run_jobs(rank, args, temp_dir):
                 if i > 0:
                     eta = f', ETA {dnnlib.util.format_time((time.time() - start) / i * (len(args.jobs) - i))}'
                 print(f'[{i + 1}/{len(args.jobs)}] {path}: {", ".join(metrics)}{eta}', flush=True)
-            snap = snapshot.load_network(path, device=device)
+            snap = network_loader.load_network(path, device=device)
             G = snap['G_ema']
             dataset_kwargs = dataset_kwargs_for(G, snap, args.data, args.mirror, path)
             check_dataset(dataset_kwargs, path)

@@ -27,7 +27,7 @@ import torch
 
 import dnnlib
 import dnnlib.util
-from torch_utils import snapshot
+from training import network_loader
 
 #----------------------------------------------------------------------------
 # Library functions.
@@ -121,7 +121,7 @@ def generate_images(network, seeds, outdir, truncation_psi=1.0, truncation_cutof
         G = network.eval().requires_grad_(False).to(device)
     else:
         log(f'Loading network from "{network}"...')
-        G = snapshot.load_network(network, device=device)['G_ema']
+        G = network_loader.load_network(network, device=device)['G_ema']
     os.makedirs(outdir, exist_ok=True)
     ws = seeds_to_ws(G, seeds, truncation_psi, truncation_cutoff, class_idx, device, batch)
     written = []
@@ -242,7 +242,7 @@ def cli(network, seeds, truncation_psi, truncation_cutoff, class_idx, noise_mode
     if device is None:
         device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
     try:
-        G = snapshot.load_network(network, device=device)['G_ema']
+        G = network_loader.load_network(network, device=device)['G_ema']
     except (ValueError, OSError) as e:
         raise click.ClickException(f'--network: {e}') from e
     if G.c_dim > 0 and class_idx is None:

@@ -111,7 +111,7 @@ def test_two_processes_on_cpu_match_one(run, tmp_path):
     # --gpus=2 without CUDA: two gloo processes; the real StyleGAN2 generator class so that the spawned
     # processes can rebuild it from the snapshot.
     from metrics import metric_main
-    from torch_utils.snapshot import load_network
+    from training.network_loader import load_network
     from training.networks_stylegan2 import Generator
     torch.manual_seed(0)
     G = Generator(z_dim=8, c_dim=0, w_dim=8, img_resolution=8, img_channels=3, channel_base=64, channel_max=16, mapping_kwargs=dict(num_layers=2))

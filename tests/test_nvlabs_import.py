@@ -10,7 +10,7 @@ import torch
 
 import dnnlib
 from tests import nvlabs_pickle_writer as W
-from torch_utils import snapshot
+from training import network_loader, nvlabs_pickle
 from training import networks_stylegan2 as nets
 
 
@@ -67,13 +67,13 @@ def _ada_root_kwargs(synthesis_kwargs):
 def _load_bytes(tmp_path, data, name='net.pkl'):
     path = tmp_path / name
     path.write_bytes(data)
-    return snapshot.load_network(str(path))
+    return network_loader.load_network(str(path))
 
 
 def _globals_of(data):
     seen = set()
 
-    class Recorder(snapshot.NVlabsUnpickler):
+    class Recorder(nvlabs_pickle.NVlabsUnpickler):
         def find_class(self, module, name):
             seen.add((module, name))
             return super().find_class(module, name)

@@ -9,6 +9,7 @@ import torch
 import dnnlib
 from torch_utils import persistence
 from torch_utils import snapshot
+from training import network_loader
 from training import networks_stylegan2 as nets
 
 
@@ -53,7 +54,7 @@ def test_round_trip_bit_identical(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ['network-snapshot-000123.pt']  # no temporary left behind
 
     rng = torch.random.get_rng_state()
-    out = snapshot.load_network(str(path))
+    out = network_loader.load_network(str(path))
     assert torch.equal(torch.random.get_rng_state(), rng)  # rebuilding does not consume the caller's RNG
     assert out['format'] == 'ganforge-snapshot' and out['cur_nimg'] == 123000
     assert out['training_set_kwargs'] == {'class_name': 'training.dataset.ImageFolderDataset', 'path': '/data/x.zip',
@@ -93,7 +94,7 @@ def test_training_state_file_loads(tmp_path):
     state = snapshot.make_snapshot(G=G, D=D, G_ema=G_ema, cur_nimg=64)
     state.update(format='ganforge-training-state', optimizers={'G': {'state': {}}}, ada_p=0.25)
     torch.save(state, tmp_path / 'training-state-000000.pt')
-    out = snapshot.load_network(str(tmp_path / 'training-state-000000.pt'))
+    out = network_loader.load_network(str(tmp_path / 'training-state-000000.pt'))
     assert out['cur_nimg'] == 64 and isinstance(out['G_ema'], nets.Generator)
 
 
@@ -106,7 +107,7 @@ def test_hostile_class_name_refused(tmp_path, class_name):
     data['G_ema']['init_args'] = ('touch ' + str(tmp_path / 'marker'),)
     torch.save(data, tmp_path / 'evil.pt')
     with pytest.raises(ValueError, match='Unknown network class'):
-        snapshot.load_network(str(tmp_path / 'evil.pt'))
+        network_loader.load_network(str(tmp_path / 'evil.pt'))
     assert not (tmp_path / 'marker').exists()
 
 
@@ -124,7 +125,7 @@ def test_non_plain_snapshot_refused(tmp_path):
     data['extra'] = _Evil(tmp_path / 'marker')
     torch.save(data, tmp_path / 'evil.pt')
     with pytest.raises(ValueError, match='not plain data'):
-        snapshot.load_network(str(tmp_path / 'evil.pt'))
+        network_loader.load_network(str(tmp_path / 'evil.pt'))
     assert not (tmp_path / 'marker').exists()
 
 
@@ -134,33 +135,33 @@ def test_bad_snapshots_named_errors(tmp_path):
     data['G_ema']['state_dict']['mapping.w_avg'] = torch.zeros(7)
     torch.save(data, tmp_path / 'shape.pt')
     with pytest.raises(ValueError, match=r'mapping.w_avg: expected shape \[16\], got \[7\]'):
-        snapshot.load_network(str(tmp_path / 'shape.pt'))
+        network_loader.load_network(str(tmp_path / 'shape.pt'))
 
     data = snapshot.make_snapshot(G=G, D=D, G_ema=G_ema)
     del data['G_ema']['state_dict']['synthesis.b4.const']
     torch.save(data, tmp_path / 'missing.pt')
     with pytest.raises(ValueError, match='missing.*synthesis.b4.const'):
-        snapshot.load_network(str(tmp_path / 'missing.pt'))
+        network_loader.load_network(str(tmp_path / 'missing.pt'))
 
     data = snapshot.make_snapshot(G=G, D=D, G_ema=G_ema)
     data['version'] = 99
     torch.save(data, tmp_path / 'new.pt')
     with pytest.raises(ValueError, match='newer'):
-        snapshot.load_network(str(tmp_path / 'new.pt'))
+        network_loader.load_network(str(tmp_path / 'new.pt'))
 
     torch.save({'format': 'something-else'}, tmp_path / 'other.pt')
     with pytest.raises(ValueError, match='not a ganforge snapshot'):
-        snapshot.load_network(str(tmp_path / 'other.pt'))
+        network_loader.load_network(str(tmp_path / 'other.pt'))
     good = tmp_path / 'good.pt'
     snapshot.save_snapshot(good, G=G, D=D, G_ema=G_ema)
     (tmp_path / 'truncated.pt').write_bytes(good.read_bytes()[:5000])
     with pytest.raises(ValueError, match='corrupt or truncated'):
-        snapshot.load_network(str(tmp_path / 'truncated.pt'))
+        network_loader.load_network(str(tmp_path / 'truncated.pt'))
     (tmp_path / 'junk.bin').write_bytes(b'hello')
     with pytest.raises(ValueError, match='not a ganforge snapshot'):
-        snapshot.load_network(str(tmp_path / 'junk.bin'))
+        network_loader.load_network(str(tmp_path / 'junk.bin'))
     with pytest.raises(FileNotFoundError):
-        snapshot.load_network(str(tmp_path / 'absent.pt'))
+        network_loader.load_network(str(tmp_path / 'absent.pt'))
 
 
 def test_lookup_only_decorated_classes():
@@ -178,5 +179,5 @@ def test_extra_state_round_trip(tmp_path):
     rec = snapshot.module_to_record(G)
     assert rec['state_dict']['synthesis._extra_state'] == {'lod_res': 8, 'lod_alpha': 0.25}
     snapshot.save_snapshot(tmp_path / 's.pt', G=None, D=None, G_ema=G)
-    G2 = snapshot.load_network(str(tmp_path / 's.pt'))['G_ema']
+    G2 = network_loader.load_network(str(tmp_path / 's.pt'))['G_ema']
     assert (G2.synthesis.lod_res, G2.synthesis.lod_alpha) == (8, 0.25)

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import dnnlib
-from torch_utils import snapshot
+from training import network_loader
 from training import checkpoint, demo_dataset, training_loop
 
 E = dnnlib.EasyDict
@@ -81,7 +81,7 @@ def test_tiny_run_writes_documented_files(tmp_path, data_path):
     assert 'tick 3' in log and 'sec/kimg' in log and 'augment' in log and 'eta' in log
 
     # The snapshot loads without running code and generates images.
-    nets = snapshot.load_network(str(run_dir / 'network-snapshot-000000.pt'))
+    nets = network_loader.load_network(str(run_dir / 'network-snapshot-000000.pt'))
     assert nets['cur_nimg'] == 24
     img = nets['G_ema'](torch.randn([2, 32]), None, noise_mode='const')
     assert img.shape == (2, 3, 16, 16) and torch.isfinite(img).all()
@@ -174,7 +174,7 @@ def test_progressive_growing_run(tmp_path, data_path):
     data = checkpoint.read_checkpoint(str(tmp_path / 'prog' / 'training-state-000000.pt'))
     # The last minibatch started at 16 images: 4px 0-4, fade 8px 4-8, 8px 8-12, fade 16px 12-16 -> 16px, alpha 1.
     assert data['extra']['training_state']['progressive_state']['lod'] == [16, 1.0]
-    nets = snapshot.load_network(str(tmp_path / 'prog' / 'network-snapshot-000000.pt'))
+    nets = network_loader.load_network(str(tmp_path / 'prog' / 'network-snapshot-000000.pt'))
     assert nets['G_ema'](torch.randn([1, 32]), None).shape == (1, 3, 16, 16)
 
 
@@ -212,7 +212,7 @@ def test_conditional_grid_and_run(tmp_path, data_path):
     c = tiny_config(tmp_path / 'cond', data_path, total_kimg=0.004, augment_kwargs=None, ada_target=None, image_snapshot_ticks=None)
     c.training_set_kwargs = dict(c.training_set_kwargs, use_labels=True)
     assert training_loop.training_loop(**c) == 'done'
-    G = snapshot.load_network(str(tmp_path / 'cond' / 'network-snapshot-000000.pt'))['G_ema']
+    G = network_loader.load_network(str(tmp_path / 'cond' / 'network-snapshot-000000.pt'))['G_ema']
     assert G.c_dim == 3 and G(torch.randn([2, 32]), torch.eye(3)[:2]).shape == (2, 3, 16, 16)
 
 
@@ -223,7 +223,7 @@ def test_weights_only_resume_restarts_augment_p(tmp_path, data_path):
     assert training_loop.training_loop(**tiny_config(src, data_path, total_kimg=0.008)) == 'done'
     snap = sorted(f for f in os.listdir(src) if f.startswith('network-snapshot-'))[-1]
     state = sorted(f for f in os.listdir(src) if f.startswith('training-state-'))[-1]
-    reached_p = float(snapshot.load_network(str(src / snap))['augment_pipe'].p)
+    reached_p = float(network_loader.load_network(str(src / snap))['augment_pipe'].p)
     assert reached_p != 0.1  # ada_kimg=1 moves p every ada_interval minibatches
 
     captured = {}
@@ -237,7 +237,7 @@ def test_weights_only_resume_restarts_augment_p(tmp_path, data_path):
             cfg = tiny_config(tmp_path / resume.name, data_path, resume=str(resume), total_kimg=0.0)
             training_loop.training_loop(**cfg)
             assert captured['p'] == pytest.approx(expect_p), resume.name
-            G_src = snapshot.load_network(str(resume))['G']
+            G_src = network_loader.load_network(str(resume))['G']
             for k, v in G_src.state_dict().items():
                 assert torch.equal(captured['G'][k], v), k
     finally:

@@ -24,6 +24,7 @@ import torch
 import dnnlib
 from torch_utils import misc, snapshot, training_stats
 from training import checkpoint as ckpt
+from training import network_loader
 from training.loss import make_phases
 
 #----------------------------------------------------------------------------
@@ -342,7 +343,7 @@ def _is_ganforge_file(path):
 def _load_weights(s, path, data, exact):
     """Copy G, D, G_ema from a snapshot, checkpoint or NVlabs pickle; the augment pipe's p only when
     continuing exactly (a weights-only resume restarts p at augment_p, as NVlabs does)."""
-    nets = snapshot.load_network(path, device=s.device)
+    nets = network_loader.load_network(path, device=s.device)
     for name in ['G', 'D', 'G_ema']:
         if nets.get(name) is not None:
             misc.copy_params_and_buffers(nets[name], s[name], require_all=data is not None)
