@@ -23,6 +23,8 @@ import time
 import click
 import torch
 
+import dnnlib.cli
+
 # Datasheet memory bandwidth in GB/s, matched against torch.cuda.get_device_name() in order.
 PEAK_BANDWIDTH = [
     (r'GH200', 4000), (r'H200', 4800), (r'H100.*(PCIe)', 2000), (r'H100.*NVL', 3900), (r'H100', 3350),
@@ -258,7 +260,7 @@ def _csv(choices, name):
     return parse
 
 
-@click.command(help=__doc__)
+@click.command(help=__doc__, context_settings=dnnlib.cli.CONTEXT_SETTINGS)
 @click.option('--ops', default=','.join(OPS), show_default=True, callback=_csv(OPS, 'ops'), help='Ops to time')
 @click.option('--configs', default='256,1024', show_default=True, callback=_csv(['256', '1024'], 'configs'), help='StyleGAN2 resolutions whose layer shapes are used')
 @click.option('--batches', default='4,32', show_default=True, help='Batch sizes, comma-separated')

@@ -11,6 +11,7 @@ import click
 import torch
 
 import dnnlib
+import dnnlib.cli
 from metrics import detectors, metric_main
 from training import network_loader
 
@@ -154,12 +155,12 @@ def _parse_metrics(ctx, param, value):
     return items
 
 
-@click.command(context_settings=dict(help_option_names=['-h', '--help']))
+@click.command(context_settings=dnnlib.cli.CONTEXT_SETTINGS)
 @click.option('--network', 'network', help='Snapshot .pt, NVlabs .pkl, URL, or run directory', metavar='PATH', required=True)
 @click.option('--metrics', help='Comma-separated metrics (see above)', metavar='LIST', default='fid50k_full', show_default=True, callback=_parse_metrics)
 @click.option('--data', help='Dataset folder or zip [default: from the snapshot]', metavar='PATH')
 @click.option('--mirror', help='Include x-flips of the dataset [default: from the snapshot]', type=bool, metavar='BOOL')
-@click.option('--gpus', help='Number of processes (GPUs; gloo processes on CPU)', type=int, default=1, show_default=True, metavar='INT')
+@click.option('--gpus', help='Number of processes (GPUs; gloo processes on CPU)', type=click.IntRange(min=1), default=1, show_default=True, metavar='INT')
 @click.option('--detector-dir', help=f'Folder with detector files (offline use) [default: ${detectors.DETECTOR_DIR_ENV}]', metavar='DIR')
 @click.option('--inception', help='Inception detector for FID/KID/IS', type=click.Choice(sorted(INCEPTION_CHOICES)), default='nvlabs', show_default=True)
 @click.option('--verbose/--quiet', help='Print progress', default=True, show_default=True)

@@ -21,6 +21,7 @@ import numpy as np
 import PIL.Image
 
 import dnnlib
+import dnnlib.cli
 from training.dataset import IMAGE_EXTENSIONS, LABELS_FNAME
 
 #----------------------------------------------------------------------------
@@ -424,7 +425,7 @@ def _parse_resolution_option(ctx, param, value):
         raise click.BadParameter(str(e).split(': ', 1)[1]) from None
 
 
-@click.command()
+@click.command(context_settings=dnnlib.cli.CONTEXT_SETTINGS)
 @click.option('--source',        help='Input folder, .zip or tar archive (searched recursively)', metavar='PATH', required=True)
 @click.option('--dest',          help='Output .zip file or folder', metavar='PATH', required=True)
 @click.option('--max-images',    help='Convert at most this many source images', metavar='INT', type=click.IntRange(min=1))

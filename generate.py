@@ -26,7 +26,9 @@ import PIL.Image
 import torch
 
 import dnnlib
+import dnnlib.cli
 import dnnlib.util
+import torch_utils.cli
 from training import network_loader
 
 #----------------------------------------------------------------------------
@@ -191,13 +193,6 @@ def _write_mp4(frames, path, log):
 #----------------------------------------------------------------------------
 # Command line.
 
-def _parse_seeds(ctx, param, value):
-    try:
-        return dnnlib.util.parse_int_list(value)
-    except ValueError as e:
-        raise click.BadParameter(str(e), ctx=ctx, param=param) from e
-
-
 def _parse_grid(ctx, param, value):
     if value is None:
         return None
@@ -207,15 +202,15 @@ def _parse_grid(ctx, param, value):
     return int(m.group(1)), int(m.group(2))
 
 
-@click.command(help=__doc__)
+@click.command(help=__doc__, context_settings=dnnlib.cli.CONTEXT_SETTINGS)
 @click.option('--network', 'network', help='Network snapshot (.pt) or NVlabs pickle (.pkl): path or URL', metavar='PATH|URL', required=True)
-@click.option('--seeds', callback=_parse_seeds, help='Seeds, e.g. 0-3,7', metavar='LIST', required=True)
-@click.option('--trunc', 'truncation_psi', type=float, default=1.0, show_default=True, help='Truncation psi')
+@click.option('--seeds', type=dnnlib.cli.SeedList(), help='Seeds, e.g. 0-3,7', metavar='LIST', required=True)
+@click.option('--trunc', 'truncation_psi', type=dnnlib.cli.FiniteFloat(), default=1.0, show_default=True, help='Truncation psi')
 @click.option('--trunc-cutoff', 'truncation_cutoff', type=click.IntRange(min=0), default=None, help='Truncate only the first N ws')
 @click.option('--class', 'class_idx', type=click.IntRange(min=0), default=None, help='Class label (conditional networks)')
 @click.option('--noise-mode', type=click.Choice(['const', 'random', 'none']), default='const', show_default=True, help='Noise inputs')
-@click.option('--outdir', type=click.Path(file_okay=False), required=True, help='Output directory', metavar='DIR')
-@click.option('--device', default=None, help='Torch device  [default: cuda if available, else cpu]')
+@click.option('--outdir', type=dnnlib.cli.OutputDir(), required=True, help='Output directory', metavar='DIR')
+@click.option('--device', type=torch_utils.cli.Device(), default=None, help='Torch device  [default: cuda if available, else cpu]')
 @click.option('--batch', type=click.IntRange(min=1), default=1, show_default=True,
               help='Images per forward pass (1 = bit-for-bit as NVlabs gen_images; more is faster)')
 @click.option('--grid', callback=_parse_grid, default=None, help='Write one WxH grid image (needs W*H seeds)', metavar='WxH')
@@ -231,16 +226,7 @@ def cli(network, seeds, truncation_psi, truncation_cutoff, class_idx, noise_mode
         raise click.UsageError('--grid and --interp-frames are exclusive')
     if interp_frames and len(seeds) < 2:
         raise click.BadParameter('interpolation needs at least two seeds', param_hint="'--seeds'")
-    if device is not None:
-        try:
-            device = torch.device(device)
-        except RuntimeError as e:
-            raise click.BadParameter(str(e), param_hint="'--device'") from e
-        if device.type == 'cuda' and not torch.cuda.is_available():
-            raise click.BadParameter('CUDA is not available on this machine; use --device=cpu', param_hint="'--device'")
-
-    if device is None:
-        device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    device = torch.device(device if device is not None else 'cuda' if torch.cuda.is_available() else 'cpu')
     try:
         G = network_loader.load_network(network, device=device)['G_ema']
     except (ValueError, OSError) as e:

@@ -40,6 +40,8 @@ import click
 import torch
 
 import dnnlib
+import dnnlib.cli
+import torch_utils.cli
 from torch_utils import distributed
 from training import checkpoint, demo_dataset, training_loop
 
@@ -323,28 +325,28 @@ def launch(c, desc, opts):
 
 #----------------------------------------------------------------------------
 
-@click.command(help=__doc__)
-@click.option('--outdir',       help='Where to make the run dir', metavar='DIR', required=True)
+@click.command(help=__doc__, context_settings=dnnlib.cli.CONTEXT_SETTINGS)
+@click.option('--outdir',       help='Where to make the run dir', metavar='DIR', type=dnnlib.cli.OutputDir(), required=True)
 @click.option('--data',         help='Training data: folder, zip, or demo', metavar='[ZIP|DIR|demo]', required=True)
 @click.option('--cfg',          help='Base configuration', type=click.Choice(list(CFG_SPECS)), default='auto', show_default=True)
 @click.option('--gpus',         help='Processes: local GPUs (or CPU processes with --device=cpu); default: torchrun/SLURM world size, else 1', metavar='INT', type=click.IntRange(min=1))
-@click.option('--device',       help='Device', type=click.Choice(['auto', 'cpu', 'cuda']), default='auto', show_default=True)
+@click.option('--device',       help='Device', type=torch_utils.cli.Device(extra=['auto'], allow_index=False), default='auto', show_default=True)
 @click.option('--batch',        help='Total batch size [default: preset]', metavar='INT', type=click.IntRange(min=1))
 @click.option('--batch-gpu',    help='Batch per process per round [default: batch/gpus]', metavar='INT', type=click.IntRange(min=1))
-@click.option('--gamma',        help='R1 regularization weight [default: preset]', metavar='FLOAT', type=click.FloatRange(min=0))
+@click.option('--gamma',        help='R1 regularization weight [default: preset]', metavar='FLOAT', type=dnnlib.cli.FiniteFloat(min=0))
 @click.option('--mirror',       help='Enable dataset x-flips', metavar='BOOL', type=bool, default=False, show_default=True)
 @click.option('--cond',         help='Train conditional model', metavar='BOOL', type=bool, default=False, show_default=True)
 @click.option('--aug',          help='Augmentation mode', type=click.Choice(['noaug', 'ada', 'fixed']), default='ada', show_default=True)
-@click.option('--p',            help='Probability for --aug=fixed [default: 0.2]', metavar='FLOAT', type=click.FloatRange(min=0, max=1))
-@click.option('--target',       help='ADA target value for --aug=ada [default: 0.6]', metavar='FLOAT', type=click.FloatRange(min=0, max=1))
+@click.option('--p',            help='Probability for --aug=fixed [default: 0.2]', metavar='FLOAT', type=dnnlib.cli.FiniteFloat(min=0, max=1))
+@click.option('--target',       help='ADA target value for --aug=ada [default: 0.6]', metavar='FLOAT', type=dnnlib.cli.FiniteFloat(min=0, max=1, min_open=True, max_open=True))
 @click.option('--augpipe',      help='Augmentation pipeline', type=click.Choice(['blit', 'geom', 'color', 'filter', 'noise', 'cutout', 'bg', 'bgc', 'bgcf', 'bgcfn', 'bgcfnc']), default='bgc', show_default=True)
-@click.option('--kimg',         help='Total training duration [default: preset]', metavar='KIMG', type=click.FloatRange(min=0, min_open=True))
-@click.option('--tick',         help='How often to print progress [default: 4, CPU auto: 1]', metavar='KIMG', type=click.FloatRange(min=0, min_open=True))
+@click.option('--kimg',         help='Total training duration [default: preset]', metavar='KIMG', type=dnnlib.cli.FiniteFloat(min=0, min_open=True))
+@click.option('--tick',         help='How often to print progress [default: 4, CPU auto: 1]', metavar='KIMG', type=dnnlib.cli.FiniteFloat(min=0, min_open=True))
 @click.option('--snap',         help='How often to save snapshots [default: 50, CPU auto: 1]', metavar='TICKS', type=click.IntRange(min=1))
 @click.option('--metrics',      help='Quality metrics, comma-separated, or none', metavar='[NAME|A,B,C|none]', default='none', show_default=True)
 @click.option('--resume',       help='Resume: auto (newest checkpoint of this run), or a checkpoint / snapshot / NVlabs pickle', metavar='[auto|PATH|URL]')
-@click.option('--run-dir',      help='Use exactly this run dir instead of a new NNNNN-desc one under --outdir', metavar='DIR')
-@click.option('--seed',         help='Random seed', metavar='INT', type=click.IntRange(min=0), default=0, show_default=True)
+@click.option('--run-dir',      help='Use exactly this run dir instead of a new NNNNN-desc one under --outdir', metavar='DIR', type=dnnlib.cli.OutputDir())
+@click.option('--seed',         help='Random seed', metavar='INT', type=click.IntRange(min=0, max=dnnlib.cli.MAX_SEED), default=0, show_default=True)
 @click.option('--workers',      help='DataLoader worker processes [default: 3, at most CPU cores - 1]', metavar='INT', type=click.IntRange(min=0))
 @click.option('--fp32',         help='Disable mixed precision', metavar='BOOL', type=bool, default=False, show_default=True)
 @click.option('--nobench',      help='Disable cuDNN benchmarking', metavar='BOOL', type=bool, default=False, show_default=True)
@@ -353,9 +355,9 @@ def launch(c, desc, opts):
 @click.option('--cmax',         help='Max. feature maps [default: preset]', metavar='INT', type=click.IntRange(min=1))
 @click.option('--map',          help='Mapping network depth [default: preset]', metavar='INT', type=click.IntRange(min=1))
 @click.option('--mbstd-group',  help='Minibatch std group size [default: preset]', metavar='INT', type=click.IntRange(min=1))
-@click.option('--glr',          help='G learning rate [default: preset]', metavar='FLOAT', type=click.FloatRange(min=0, min_open=True))
-@click.option('--dlr',          help='D learning rate [default: preset]', metavar='FLOAT', type=click.FloatRange(min=0, min_open=True))
-@click.option('--ema',          help='G_ema half-life [default: preset]', metavar='KIMG', type=click.FloatRange(min=0))
+@click.option('--glr',          help='G learning rate [default: preset]', metavar='FLOAT', type=dnnlib.cli.FiniteFloat(min=0, min_open=True))
+@click.option('--dlr',          help='D learning rate [default: preset]', metavar='FLOAT', type=dnnlib.cli.FiniteFloat(min=0, min_open=True))
+@click.option('--ema',          help='G_ema half-life [default: preset]', metavar='KIMG', type=dnnlib.cli.FiniteFloat(min=0))
 @click.option('--desc',         help='String to include in the run dir name', metavar='STR')
 @click.option('-n', '--dry-run', help='Print the options and exit without writing anything', is_flag=True)
 def main(**kwargs):

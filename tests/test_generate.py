@@ -159,6 +159,38 @@ def test_errors_name_the_flag(snap, cond_snap, tmp_path):
     assert not any(name.endswith('.png') for name in os.listdir(tmp_path))
 
 
+@pytest.mark.parametrize('flag, value, text', [
+    ('--trunc', 'nan', "'nan' is not a finite number"),
+    ('--trunc', 'inf', "'inf' is not a finite number"),
+    ('--seeds', '-5', 'seed -5 is out of range: seeds must be in [0, 4294967295]'),
+    ('--seeds', '4294967296', 'seed 4294967296 is out of range'),
+    ('--seeds', '0-4294967295', 'at most 1000000 per run'),
+    ('--device', 'meta', "'meta' is not a supported device; use one of cpu, cuda, cuda:N"),
+    ('--device', 'cpu:0', 'not a supported device'),
+])
+def test_bad_values_are_one_line_naming_the_flag(snap, tmp_path, flag, value, text):
+    args = {'--network': snap[0], '--seeds': '0', '--outdir': str(tmp_path / 'out'), flag: value}
+    res = CliRunner().invoke(generate.cli, [f'{k}={v}' for k, v in args.items()])
+    assert res.exit_code == 2 and res.exception is not None and not isinstance(res.exception, (ValueError, RuntimeError))
+    last = res.output.strip().splitlines()[-1]
+    assert last.startswith(f"Error: Invalid value for '{flag}'") and text in last, res.output
+    assert not (tmp_path / 'out').exists()
+
+
+def test_outdir_that_is_a_file_is_refused(snap, tmp_path):
+    (tmp_path / 'f').write_text('keep')
+    for outdir in (tmp_path / 'f', tmp_path / 'f' / 'sub'):
+        res = CliRunner().invoke(generate.cli, [f'--network={snap[0]}', '--seeds=0', f'--outdir={outdir}'])
+        assert res.exit_code == 2 and "'--outdir'" in res.output and 'an existing file, not a folder' in res.output
+    assert (tmp_path / 'f').read_text() == 'keep'
+
+
+def test_cuda_device_without_cuda_is_refused(snap, tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    res = CliRunner().invoke(generate.cli, [f'--network={snap[0]}', '--seeds=0', f'--outdir={tmp_path}', '--device=cuda:1'])
+    assert res.exit_code == 2 and 'cuda:1: CUDA is not available on this machine; use --device=cpu' in res.output
+
+
 def test_generate_images_function(snap, tmp_path):
     _, G = snap
     written = generate.generate_images(G, [4], str(tmp_path), truncation_psi=0.5, batch=1, verbose=False)

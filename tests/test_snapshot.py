@@ -181,3 +181,55 @@ def test_extra_state_round_trip(tmp_path):
     snapshot.save_snapshot(tmp_path / 's.pt', G=None, D=None, G_ema=G)
     G2 = network_loader.load_network(str(tmp_path / 's.pt'))['G_ema']
     assert (G2.synthesis.lod_res, G2.synthesis.lod_alpha) == (8, 0.25)
+
+
+class _Payload:
+    """torch.save() of this pickles a call to os.system: the file must be refused, not run."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f'touch {self.marker}',))
+
+
+def _deeply_nested_pt(path, depth):
+    """A valid torch.save zip whose data.pkl holds {'training_set_kwargs': [[[...]]]} nested `depth` deep
+    (written as raw pickle opcodes: the recursive pickler could not write it)."""
+    import io
+    import zipfile
+    buf = io.BytesIO()
+    torch.save({'format': 'ganforge-snapshot'}, buf)
+    pkl = b'\x80\x02}X\x13\x00\x00\x00training_set_kwargs' + b']' * depth + b'a' * (depth - 1) + b's.'
+    with zipfile.ZipFile(io.BytesIO(buf.getvalue())) as src, zipfile.ZipFile(path, 'w') as dst:
+        for name in src.namelist():
+            dst.writestr(name, pkl if name.endswith('/data.pkl') else src.read(name))
+
+
+def test_refused_content_is_told_apart_from_a_damaged_file(tmp_path):
+    # A payload is "refused", a truncated file "corrupt": different classes, both ValueErrors naming the file.
+    marker = tmp_path / 'marker'
+    torch.save({'format': 'ganforge-snapshot', 'G_ema': _Payload(marker)}, tmp_path / 'payload.pt')
+    with pytest.raises(snapshot.SnapshotRefusedError, match=r'payload\.pt: refused: holds objects that are not plain data'):
+        snapshot.load_plain(str(tmp_path / 'payload.pt'), str(tmp_path / 'payload.pt'))
+    with pytest.raises(snapshot.SnapshotRefusedError):
+        network_loader.load_network(str(tmp_path / 'payload.pt'))
+    assert not marker.exists()
+
+    G, D, G_ema = _nets()
+    snapshot.save_snapshot(tmp_path / 'good.pt', G=G, D=D, G_ema=G_ema)
+    (tmp_path / 'cut.pt').write_bytes((tmp_path / 'good.pt').read_bytes()[:3000])
+    with pytest.raises(snapshot.SnapshotCorruptError, match=r'cut\.pt: corrupt or truncated') as info:
+        snapshot.load_plain(str(tmp_path / 'cut.pt'), str(tmp_path / 'cut.pt'))
+    assert not isinstance(info.value, snapshot.SnapshotRefusedError)
+
+
+def test_deep_nesting_is_refused_without_recursion_error(tmp_path):
+    path = tmp_path / 'deep.pt'
+    _deeply_nested_pt(path, 100_000)
+    with pytest.raises(snapshot.SnapshotRefusedError, match=r'deep\.pt: refused: containers nested more than 64 levels'):
+        network_loader.load_network(str(path))
+    _deeply_nested_pt(path, snapshot.MAX_NESTING - 1)  # within the limit: read, then refused for what it is
+    with pytest.raises(ValueError, match='not a ganforge snapshot') as info:
+        network_loader.load_network(str(path))
+    assert not isinstance(info.value, snapshot.SnapshotRefusedError)

@@ -41,6 +41,48 @@ def test_validation_names_the_flag(tmp_path, data_path, extra, flag, message):
     assert os.listdir(tmp_path) == []
 
 
+@pytest.mark.parametrize('flag, value, text', [
+    ('--kimg', 'nan', "'nan' is not a finite number"),
+    ('--kimg', '0', 'out of range: need 0 < x'),
+    ('--tick', 'inf', "'inf' is not a finite number"),
+    ('--gamma', '-inf', 'not a finite number'),
+    ('--gamma', '-1', 'out of range: need 0 <= x'),
+    ('--glr', 'nan', 'not a finite number'),
+    ('--dlr', '1e999', 'not a finite number'),
+    ('--ema', 'nan', 'not a finite number'),
+    ('--target', 'nan', 'not a finite number'),
+    ('--target', '1', 'out of range: need 0 < x < 1'),
+    ('--p', '1.5', 'out of range: need 0 <= x <= 1'),
+    ('--p', 'nan', 'not a finite number'),
+    ('--device', 'meta', "'meta' is not a supported device"),
+    ('--seed', '4294967296', '4294967296'),
+])
+def test_non_finite_and_out_of_range_flags_are_refused(tmp_path, data_path, flag, value, text):
+    result = CliRunner().invoke(train.main, [f'--outdir={tmp_path}', f'--data={data_path}', '-n', f'{flag}={value}'])
+    assert result.exit_code == 2, result.output
+    last = result.output.strip().splitlines()[-1]
+    assert f"'{flag}'" in last and text in last, result.output
+    assert os.listdir(tmp_path) == []
+
+
+def test_outdir_or_run_dir_that_is_a_file_is_refused(tmp_path, data_path):
+    (tmp_path / 'file').write_text('keep')
+    for flag in ('--outdir', '--run-dir'):
+        args = {'--outdir': str(tmp_path / 'o'), '--data': data_path, flag: str(tmp_path / 'file')}
+        result = CliRunner().invoke(train.main, [f'{k}={v}' for k, v in args.items()] + ['--device=cpu', '-n'])
+        assert result.exit_code == 2 and f"'{flag}'" in result.output and 'is an existing file, not a folder' in result.output
+    assert (tmp_path / 'file').read_text() == 'keep' and sorted(os.listdir(tmp_path)) == ['file']
+
+
+@pytest.mark.parametrize('script', ['train', 'generate', 'calc_metrics', 'dataset_tool', 'bench_ops'])
+def test_every_script_has_short_help(script):
+    import importlib
+    module = importlib.import_module(script)
+    command = getattr(module, 'cli', None) or module.main
+    short, long = CliRunner().invoke(command, ['-h']), CliRunner().invoke(command, ['--help'])
+    assert short.exit_code == 0 and short.output == long.output and 'Usage:' in short.output
+
+
 def test_missing_data_names_the_flag(tmp_path):
     result = CliRunner().invoke(train.main, [f'--outdir={tmp_path}', '--data=/no/such/data.zip', '-n'])
     assert result.exit_code != 0 and '--data' in result.output and '/no/such/data.zip' in result.output

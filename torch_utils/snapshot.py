@@ -165,6 +165,51 @@ def save_snapshot(path, *, G, D, G_ema, augment_pipe=None, training_set_kwargs=N
 #----------------------------------------------------------------------------
 # Loading.
 
+MAX_NESTING = 64  # deepest container nesting accepted in a loaded file (real snapshots nest about 6 deep)
+
+
+class SnapshotError(ValueError):
+    """A snapshot or checkpoint file cannot be used; the message names the file."""
+
+
+class SnapshotCorruptError(SnapshotError):
+    """The file is truncated or damaged (deleting it and using an older one is the remedy)."""
+
+
+class SnapshotRefusedError(SnapshotError):
+    """The file is readable but holds content that is refused: objects that are not plain data, or absurd nesting."""
+
+
+def _check_nesting(value, name, limit=MAX_NESTING):
+    """Raise SnapshotRefusedError if dicts/lists/tuples nest deeper than `limit` (checked without recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children = list(item.values())
+        elif isinstance(item, (list, tuple)):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            raise SnapshotRefusedError(f'{name}: refused: containers nested more than {limit} levels deep (not a ganforge or NVlabs file)')
+        stack.extend((child, depth + 1) for child in children)
+
+
+def load_plain(file, name):
+    """torch.load(weights_only=True) of a path or file object, with the failure classified:
+    SnapshotRefusedError for objects that are not plain data or absurd nesting, SnapshotCorruptError
+    for truncated or damaged files. `name` is used in the messages."""
+    try:
+        data = torch.load(file, map_location='cpu', weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise SnapshotRefusedError(f'{name}: refused: holds objects that are not plain data ({first})') from e
+    except (RuntimeError, EOFError, ValueError, OSError, KeyError, IndexError) as e:
+        raise SnapshotCorruptError(f'{name}: corrupt or truncated file ({type(e).__name__}: {e})') from e
+    _check_nesting(data, name)
+    return data
+
 
 def load_snapshot_bytes(data, name, device='cpu'):
     """Rebuild the networks of a ganforge snapshot or training checkpoint from its bytes.
@@ -172,12 +217,7 @@ def load_snapshot_bytes(data, name, device='cpu'):
     Returns a dict with 'format', 'training_set_kwargs', 'cur_nimg' and one module (or None) per
     NETWORK_KEYS entry. `name` is used in error messages.
     """
-    try:
-        snap = torch.load(io.BytesIO(data), map_location='cpu', weights_only=True)
-    except pickle.UnpicklingError as e:
-        raise ValueError(f'{name}: refusing to load: the file holds objects that are not plain data ({e})') from e
-    except (RuntimeError, EOFError, ValueError, OSError) as e:
-        raise ValueError(f'{name}: corrupt or truncated snapshot ({e})') from e
+    snap = load_plain(io.BytesIO(data), name)
     fmt = snap.get('format') if isinstance(snap, dict) else None
     if not isinstance(fmt, str) or not fmt.startswith('ganforge'):
         raise ValueError(f'{name}: not a ganforge snapshot (format {fmt!r}); expected format "ganforge-snapshot"')
