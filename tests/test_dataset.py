@@ -4,12 +4,17 @@ import hashlib
 import io
 import json
 import os
+import contextlib
 import pickle
+import struct
 import time
+import tracemalloc
 import zipfile
+import zlib
 
 import numpy as np
 import PIL.Image
+import PIL.ImageFile
 import pytest
 import torch
 
@@ -223,8 +228,103 @@ def test_error_not_an_image(tmp_path):
 
 def test_error_wrong_size(tmp_path):
     d = ImageFolderDataset(_dataset_with(tmp_path, {'zz/big.png': _png_bytes(_random_images(1, res=16)[0])}))
-    with pytest.raises(DatasetError, match=r'zz/big\.png: image is 16x16 with 3 channel\(s\), but the first image 00000/img00000000\.png is 8x8'):
+    with pytest.raises(DatasetError, match=r'zz/big\.png: image is 16x16, but the first image 00000/img00000000\.png is 8x8; '
+                                           r'all images must match \(refused before decoding\)'):
         d.validate()
+
+
+def _chunk(kind, payload):
+    return struct.pack('>I', len(payload)) + kind + payload + struct.pack('>I', zlib.crc32(kind + payload) & 0xFFFFFFFF)
+
+
+def _bomb_png(width, height, bit_depth=1, color_type=0, rows=None):
+    """A valid-headed PNG of `width` x `height` whose IDAT is zlib of zero rows (all of them, or only `rows`): a few
+    hundred KB on disk that would decode to width * height pixels."""
+    row = b'\x00' * (1 + (width * bit_depth * (3 if color_type == 2 else 1) + 7) // 8)  # filter byte + packed samples
+    comp = zlib.compressobj(9)
+    block = 64
+    n = height if rows is None else rows
+    parts = [comp.compress(row * min(block, n - i)) for i in range(0, n, block)]
+    idat = b''.join(parts) + comp.flush()
+    ihdr = struct.pack('>IIBBBBB', width, height, bit_depth, color_type, 0, 0, 0)
+    return b'\x89PNG\r\n\x1a\n' + _chunk(b'IHDR', ihdr) + _chunk(b'IDAT', idat) + _chunk(b'IEND', b'')
+
+
+def _jpeg_claiming(width, height):
+    """A small real JPEG whose SOF0 marker is patched to claim width x height."""
+    buf = io.BytesIO()
+    PIL.Image.fromarray(_random_images(1)[0]).save(buf, format='jpeg')
+    data = bytearray(buf.getvalue())
+    sof = data.index(b'\xff\xc0')
+    data[sof + 5:sof + 9] = struct.pack('>HH', height, width)
+    return bytes(data)
+
+
+@pytest.mark.parametrize('use_pyspng', [True, False])
+def test_decompression_bomb_refused_before_decoding(tmp_path, monkeypatch, use_pyspng):
+    if not use_pyspng:
+        monkeypatch.setattr(ds_mod, 'pyspng', None)
+    bomb = _bomb_png(30000, 30000)  # 1-bit: 0.9 Gpixel, about 3 GB as RGB uint8
+    assert len(bomb) < 1 << 20
+    plain8 = _bomb_png(30000, 30000, bit_depth=8, color_type=2, rows=4)  # the pyspng route (8-bit RGB); header is what counts
+    jpeg = _jpeg_claiming(10000, 10000)  # over our limit, under Pillow's own bomb error: our check refuses it
+    tracemalloc.start()
+    try:
+        for name, data in (('a_bomb.png', bomb), ('a_plain8.png', plain8), ('a_big.jpg', jpeg)):
+            folder = _write_folder(tmp_path / name, {name: data})
+            with no_decoding_patch(monkeypatch):
+                with pytest.raises(DatasetError, match=rf'{name}: image is \d+x\d+; refused before decoding: training images '
+                                                       rf'may have at most 8192x8192 pixels'):
+                    ImageFolderDataset(folder)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 << 20, f'peak {peak / 2**20:.1f} MiB'
+    # The same file among good ones: refused when loaded or validated, naming the file.
+    folder = _dataset_with(tmp_path / 'mixed', {'zz/bomb.png': bomb})
+    d = ImageFolderDataset(folder)
+    with no_decoding_patch(monkeypatch):
+        with pytest.raises(DatasetError, match=r'zz/bomb\.png: image is 30000x30000.*refused before decoding'):
+            d[2]
+
+
+def no_decoding_patch(monkeypatch, max_pixels=1 << 20):
+    """Context manager: while active, decoding an image of more than `max_pixels` fails the test
+    (smaller images decode normally: a dataset's regular images are still read)."""
+
+    @contextlib.contextmanager
+    def patch():
+        with monkeypatch.context() as m:
+            pil_load, spng_load = PIL.ImageFile.ImageFile.load, getattr(ds_mod.pyspng, 'load', None)
+
+            def check(size):
+                assert size[0] * size[1] <= max_pixels, f'a {size[0]}x{size[1]} image was decoded'
+
+            def guarded_pil_load(self, *args, **kwargs):
+                check(self.size)
+                return pil_load(self, *args, **kwargs)
+
+            def guarded_spng_load(data, *args, **kwargs):
+                with PIL.Image.open(io.BytesIO(data)) as img:  # header only
+                    check(img.size)
+                return spng_load(data, *args, **kwargs)
+            m.setattr(PIL.ImageFile.ImageFile, 'load', guarded_pil_load)
+            if spng_load is not None:
+                m.setattr(ds_mod.pyspng, 'load', guarded_spng_load)
+            yield
+    return patch()
+
+
+def test_huge_image_in_small_dataset_refused_at_validation(tmp_path, monkeypatch):
+    folder = _dataset_with(tmp_path, {'zz/huge.png': _bomb_png(16384, 16384)}, n=2)
+    files = _dataset_files(_random_images(2, res=256))
+    _write_folder(folder, files)  # the two regular images become 256x256
+    d = ImageFolderDataset(folder)
+    assert d.image_shape == [3, 256, 256] and len(d) == 3
+    with no_decoding_patch(monkeypatch):
+        with pytest.raises(DatasetError, match=r'zz/huge\.png: image is 16384x16384, but the first image 00000/img00000000\.png '
+                                               r'is 256x256; all images must match \(refused before decoding\)'):
+            d.validate()
 
 
 def test_error_wrong_channel_count(tmp_path):
@@ -281,6 +381,38 @@ def test_error_label_mismatch(tmp_path):
     with pytest.raises(DatasetError, match=r'dataset\.json: not valid JSON'):
         ImageFolderDataset(_write_folder(tmp_path / 'd', files), use_labels=True).label_dim
 
+
+
+@pytest.mark.parametrize('labels, text', [
+    ([0, [1.0, 2.0], 2], r'label of 00000/img00000001\.png is \[1\.0, 2\.0\] but that of 00000/img00000000\.png is 0; .*not a mix'),
+    ([[1.0, 2.0], 3, [0.0, 1.0]], r'label of 00000/img00000001\.png is 3 but that of 00000/img00000000\.png is \[1\.0, 2\.0\]'),
+    ([0, float('inf'), 2], r'label of 00000/img00000001\.png is inf; class labels must be integers in \[0, 65535\]'),
+    ([0, float('nan'), 2], r'label of 00000/img00000001\.png is nan; class labels'),
+    ([0, 1e20, 2], r'label of 00000/img00000001\.png is 1e\+20; class labels'),
+    ([0, 10**30, 2], r'label of 00000/img00000001\.png is 1000000000000000000000000000000; class labels'),
+    ([0, 65536, 2], r'label of 00000/img00000001\.png is 65536; class labels'),
+    ([0, 1.5, 2], r'label of 00000/img00000001\.png is 1\.5; class labels must be integers'),
+    ([[0.0], [float('inf')], [1.0]], r'label of 00000/img00000001\.png is \[inf\]; label vectors must contain finite float32'),
+    ([[0.0], [1e39], [1.0]], r'label of 00000/img00000001\.png is \[1e\+39\]; label vectors must contain finite float32'),
+    ([[0.0], [[1.0]], [1.0]], r'label of 00000/img00000001\.png is \[\[1\.0\]\]; label vectors must contain finite float32 numbers only'),
+    ([0, 'cat', 2], r"label of 00000/img00000001\.png is 'cat'; labels must be all integers"),
+    ([0, True, 2], r'label of 00000/img00000001\.png is True; labels must be all integers'),
+])
+def test_bad_labels_are_one_line_naming_dataset_json(tmp_path, labels, text):
+    names = [f'00000/img{i:08d}.png' for i in range(3)]
+    files = _dataset_files(_random_images(3), names=names)
+    files['dataset.json'] = json.dumps({'labels': [[n, l] for n, l in zip(names, labels)]}).encode()  # json writes Infinity, NaN
+    d = ImageFolderDataset(_write_folder(tmp_path, files), use_labels=True)
+    with pytest.raises(DatasetError, match=r'dataset\.json: ' + text) as info:
+        d.label_shape
+    assert '\n' not in str(info.value)
+
+
+def test_deeply_nested_dataset_json_is_refused(tmp_path):
+    files = _dataset_files(_random_images(2))
+    files['dataset.json'] = b'{"labels": ' + b'[' * 100000 + b']' * 100000 + b'}'
+    with pytest.raises(DatasetError, match=r'dataset\.json: not valid JSON \(RecursionError'):
+        ImageFolderDataset(_write_folder(tmp_path, files), use_labels=True).label_shape
 
 def test_error_empty_and_missing(tmp_path):
     with pytest.raises(DatasetError, match=r'empty dataset, no image files'):

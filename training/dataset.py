@@ -16,7 +16,9 @@ Every error names the offending file and what to do about it.
 import abc
 import io
 import json
+import math
 import os
+import warnings
 import zipfile
 
 import numpy as np
@@ -174,18 +176,64 @@ class Dataset(torch.utils.data.Dataset, abc.ABC):
 
 #----------------------------------------------------------------------------
 
+MAX_RESOLUTION = 8192  # largest training image side: the pixel limit checked from the header before decoding
+MAX_IMAGE_PIXELS = MAX_RESOLUTION * MAX_RESOLUTION
+_PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
+
+
+def image_header_size(data, fname):
+    """(width, height) from the image header, without decoding the pixels.
+
+    PNG: the IHDR chunk (the first chunk, bytes 16..24). Other formats: Pillow's lazy open, which parses
+    only the header (e.g. the JPEG SOF marker). Raises DatasetError naming `fname` if there is no valid header.
+    """
+    if data[:8] == _PNG_SIGNATURE:
+        if len(data) < 24 or data[12:16] != b'IHDR':
+            raise DatasetError(f'{fname}: cannot decode image (PNG without an IHDR header; truncated or damaged). '
+                               f'Remove or replace the file, or rebuild the dataset with dataset_tool.py.')
+        return int.from_bytes(data[16:20], 'big'), int.from_bytes(data[20:24], 'big')
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore', PIL.Image.DecompressionBombWarning)  # our own limit applies below
+            with PIL.Image.open(io.BytesIO(data)) as img:
+                return img.size
+    except PIL.Image.DecompressionBombError as e:
+        raise DatasetError(f'{fname}: refused before decoding: {e}') from e
+    except Exception as e:  # any header parser failure: report it with the file name
+        raise DatasetError(f'{fname}: cannot decode image ({type(e).__name__}: {e}). '
+                           f'Remove or replace the file, or rebuild the dataset with dataset_tool.py.') from e
+
+
+def check_header_size(data, fname, expected_size=None, mismatch_hint=''):
+    """Read (width, height) from the header and refuse, before any decoding, images over MAX_IMAGE_PIXELS
+    or (if given) of another size than `expected_size`. Returns (width, height)."""
+    w, h = image_header_size(data, fname)
+    if expected_size is not None and (w, h) != tuple(expected_size):
+        raise DatasetError(f'{fname}: image is {w}x{h}, but {mismatch_hint or "the dataset"} is {expected_size[0]}x{expected_size[1]}; '
+                           f'all images must match (refused before decoding). '
+                           f'Rebuild the dataset with dataset_tool.py --resolution={expected_size[0]}x{expected_size[1]}.')
+    if w * h > MAX_IMAGE_PIXELS or w <= 0 or h <= 0:
+        raise DatasetError(f'{fname}: image is {w}x{h}; refused before decoding: training images may have at most '
+                           f'{MAX_RESOLUTION}x{MAX_RESOLUTION} pixels. Resize it with dataset_tool.py --resolution.')
+    return w, h
+
+
 def _png_is_plain_8bit(data):
     """True for an 8-bit grayscale or RGB PNG (IHDR color type 0 or 2): pyspng decodes those exactly like Pillow."""
     return len(data) >= 26 and data[:8] == b'\x89PNG\r\n\x1a\n' and data[24] == 8 and data[25] in (0, 2)
 
 
-def decode_image(data, fname):
+def decode_image(data, fname, expected_size=None, mismatch_hint=''):
     """Decode PNG/JPEG/... bytes into a uint8 ndarray [C, H, W]; errors name `fname`.
+
+    The header is checked first (check_header_size): images over MAX_IMAGE_PIXELS, or not of
+    `expected_size` (width, height) when given, are refused before their pixels are decoded.
 
     PNG goes through pyspng when installed (8-bit gray/RGB), everything else through Pillow.
     Palette and bilevel images are expanded (to RGB and L); CMYK/YCbCr are converted to RGB.
     Alpha channels and 16-bit images are refused: only 1 or 3 channels of 8 bits are supported.
     """
+    check_header_size(data, fname, expected_size, mismatch_hint)
     ext = os.path.splitext(fname)[1].lower()
     try:
         if pyspng is not None and ext == '.png' and _png_is_plain_8bit(data):
@@ -225,6 +273,22 @@ def check_image_shape(shape, fname, resolution=None):
                            f'Use dataset_tool.py --resolution=NxN with N a power of two.')
     if resolution is not None and h != resolution:
         raise DatasetError(f'{fname}: image resolution is {h}, expected {resolution} (the requested resolution).')
+
+MAX_CLASSES = 65536  # class labels (and label vector lengths) beyond this are refused: one-hot vectors are label_dim wide
+
+
+def _label_kind(value):
+    """'class' for a JSON number, 'vector' for a list of anything, None for other values (strings, bools, objects)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return 'class'
+    if isinstance(value, (list, tuple)):
+        return 'vector'
+    return None
+
+
+def _short(value, limit=60):
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + '...'
 
 #----------------------------------------------------------------------------
 
@@ -317,8 +381,8 @@ class ImageFolderDataset(Dataset):
         except (OSError, KeyError, zipfile.BadZipFile) as e:
             raise DatasetError(f'{self._describe(fname)}: cannot read file ({e}).') from e
 
-    def _decode(self, fname):
-        return decode_image(self._read_bytes(fname), self._describe(fname))
+    def _decode(self, fname, expected_size=None, mismatch_hint=''):
+        return decode_image(self._read_bytes(fname), self._describe(fname), expected_size, mismatch_hint)
 
     def close(self):
         try:
@@ -333,7 +397,8 @@ class ImageFolderDataset(Dataset):
 
     def _load_raw_image(self, raw_idx):
         fname = self._image_fnames[raw_idx]
-        image = self._decode(fname)
+        _c0, h0, w0 = self.image_shape
+        image = self._decode(fname, expected_size=(w0, h0), mismatch_hint=f'the first image {self._image_fnames[0]}')
         if list(image.shape) != self.image_shape:
             c, h, w = image.shape
             c0, h0, w0 = self.image_shape
@@ -348,8 +413,8 @@ class ImageFolderDataset(Dataset):
         where = self._describe(LABELS_FNAME)
         try:
             meta = json.loads(self._read_bytes(LABELS_FNAME).decode('utf-8'))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise DatasetError(f'{where}: not valid JSON ({e}).') from e
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+            raise DatasetError(f'{where}: not valid JSON ({type(e).__name__}: {e}).') from e
         if not isinstance(meta, dict) or 'labels' not in meta:
             raise DatasetError(f'{where}: expected an object with a "labels" entry, e.g. {{"labels": [["00000/img00000000.png", 3], ...]}}.')
         labels = meta['labels']
@@ -364,25 +429,34 @@ class ImageFolderDataset(Dataset):
             raise DatasetError(f'{where}: no label for image {missing[0]} ({len(missing)} of {len(self._image_fnames)} images '
                                f'have no label). Every image needs a label, or set "labels": null.')
         values = [labels[f] for f in self._image_fnames]
-        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
-            arr = np.array(values, dtype=np.float64)
-            bad = [f for f, v in zip(self._image_fnames, arr) if v != np.floor(v) or v < 0]
-            if bad:
-                raise DatasetError(f'{where}: label of {bad[0]} is {labels[bad[0]]}; scalar labels must be non-negative integer class indices.')
-            return arr.astype(np.int64)
-        if all(isinstance(v, (list, tuple)) for v in values):
-            dims = {len(v) for v in values}
-            if len(dims) != 1:
-                d0 = len(values[0])
-                bad = next(f for f, v in zip(self._image_fnames, values) if len(v) != d0)
-                raise DatasetError(f'{where}: label of {bad} has {len(labels[bad])} values but that of {self._image_fnames[0]} has {d0}; '
-                                   f'all label vectors must have the same length.')
-            try:
-                return np.array(values, dtype=np.float32).reshape(len(values), -1)
-            except (TypeError, ValueError) as e:
-                raise DatasetError(f'{where}: label vectors must contain numbers ({e}).') from e
-        bad = next(f for f, v in zip(self._image_fnames, values) if not isinstance(v, (int, float, list, tuple)) or isinstance(v, bool))
-        raise DatasetError(f'{where}: label of {bad} is {labels[bad]!r}; labels must be all integers (classes) or all lists of numbers.')
+        kinds = [_label_kind(v) for v in values]
+        bad = next((i for i, k in enumerate(kinds) if k is None), None)
+        if bad is not None:
+            f = self._image_fnames[bad]
+            raise DatasetError(f'{where}: label of {f} is {_short(values[bad])}; labels must be all integers (classes) or all lists of numbers.')
+        mixed = next((i for i, k in enumerate(kinds) if k != kinds[0]), None)
+        if mixed is not None:
+            f0, f = self._image_fnames[0], self._image_fnames[mixed]
+            raise DatasetError(f'{where}: label of {f} is {_short(values[mixed])} but that of {f0} is {_short(values[0])}; '
+                               f'labels must be all integers (classes) or all lists of numbers, not a mix.')
+        if kinds[0] == 'class':
+            for f, v in zip(self._image_fnames, values):
+                if not 0 <= v < MAX_CLASSES or v != math.floor(v):  # NaN fails the range test; huge ints never become floats
+                    raise DatasetError(f'{where}: label of {f} is {_short(v)}; class labels must be integers in [0, {MAX_CLASSES - 1}].')
+            return np.array([int(v) for v in values], dtype=np.int64)
+        dims = {len(v) for v in values}
+        d0 = len(values[0])
+        if len(dims) != 1:
+            bad = next(f for f, v in zip(self._image_fnames, values) if len(v) != d0)
+            raise DatasetError(f'{where}: label of {bad} has {len(labels[bad])} values but that of {self._image_fnames[0]} has {d0}; '
+                               f'all label vectors must have the same length.')
+        if d0 > MAX_CLASSES:
+            raise DatasetError(f'{where}: label vectors have {d0} values; at most {MAX_CLASSES} are supported.')
+        limit = float(np.finfo(np.float32).max)
+        for f, v in zip(self._image_fnames, values):
+            if not all(_label_kind(x) == 'class' and abs(x) <= limit for x in v):  # NaN and infinities fail abs(x) <= limit
+                raise DatasetError(f'{where}: label of {f} is {_short(v)}; label vectors must contain finite float32 numbers only.')
+        return np.array(values, dtype=np.float32).reshape(len(values), d0)
 
     def validate(self, verbose=False):
         """Decode and check every image and the labels; raise DatasetError naming the first bad file.
