@@ -14,7 +14,9 @@ import sys
 import tarfile
 import tempfile
 import time
+import warnings
 import zipfile
+import zlib
 
 import click
 import numpy as np
@@ -22,7 +24,7 @@ import PIL.Image
 
 import dnnlib
 import dnnlib.cli
-from training.dataset import IMAGE_EXTENSIONS, LABELS_FNAME
+from training.dataset import IMAGE_EXTENSIONS, LABELS_FNAME, png_header_size
 
 #----------------------------------------------------------------------------
 
@@ -71,11 +73,15 @@ class _Source:
             self._members = {n: n for n in self._zip.namelist() if not n.endswith('/')}
         elif os.path.isfile(path) and _is_tarfile(path):
             self.kind = 'tar'
-            self._tar = self._open_tar(path)
-            self._members = {}
-            for m in self._tar.getmembers():
-                if m.isfile():
-                    self._members[re.sub(r'^(\./)+', '', m.name)] = m
+            try:
+                self._tar = self._open_tar(path)
+                self._members = {}
+                for m in self._tar.getmembers():
+                    if m.isfile():
+                        self._members[re.sub(r'^(\./)+', '', m.name)] = m
+            except (EOFError, OSError, zlib.error, lzma.LZMAError, tarfile.TarError) as e:
+                self.close()
+                raise DatasetToolError(f'--source: {path}: truncated or damaged archive ({type(e).__name__}: {e})') from e
         elif not os.path.exists(path):
             raise DatasetToolError(f'--source: {path} does not exist')
         else:
@@ -105,11 +111,12 @@ class _Source:
         self.image_names = [f'cifar10/{i:05d}' for i in range(len(self._arrays))]
         self.labels = dict(zip(self.image_names, labels))
 
-    def load(self, name):
-        """Image `name` as uint8 HxW or HxWx3."""
+    def load(self, name, channels=None):
+        """Image `name` as uint8 HxW or HxWx3 (see load_image for `channels`)."""
         if self._arrays is not None:
-            return self._arrays[int(name.rsplit('/', 1)[1])]
-        return load_image(self.read(name), self.describe(name))
+            img = self._arrays[int(name.rsplit('/', 1)[1])]
+            return np.array(PIL.Image.fromarray(img, 'RGB').convert('L')) if channels == 'gray' else img
+        return load_image(self.read(name), self.describe(name), channels)
 
     def _open_tar(self, path):
         # A compressed tar is decompressed once to a temporary file: random access into gzip is quadratic.
@@ -136,7 +143,7 @@ class _Source:
             if self.kind == 'zip':
                 return self._zip.read(member)
             return self._tar.extractfile(member).read()
-        except (OSError, zipfile.BadZipFile, tarfile.TarError) as e:
+        except (OSError, EOFError, zlib.error, zipfile.BadZipFile, tarfile.TarError) as e:
             raise DatasetToolError(f'{self.describe(name)}: cannot read file ({e})') from e
 
     def _read_labels(self):
@@ -181,22 +188,43 @@ _GRAY_MODES = ('1', 'L', 'LA', 'La')
 _RGB_MODES = ('RGB', 'RGBA', 'RGBa', 'RGBX', 'P', 'PA', 'CMYK', 'YCbCr', 'LAB', 'HSV')
 
 
-def load_image(data, where):
-    """Decode image bytes into uint8 HxW (grayscale) or HxWx3 (everything else, alpha dropped)."""
+MAX_SOURCE_PIXELS = 1 << 27  # 134 Mpixel (e.g. 16384x8192): larger source images are refused before decoding
+CHANNELS = ('rgb', 'gray')
+
+
+def load_image(data, where, channels=None):
+    """Decode image bytes into uint8 HxW (grayscale) or HxWx3 (everything else, alpha dropped).
+
+    channels=None keeps grayscale images 1-channel and makes everything else RGB; 'rgb' or 'gray' converts
+    every image to that (gray: Pillow's ITU-R 601-2 luma). The size is read from the header first (PNG IHDR,
+    Pillow's lazy open) and images over MAX_SOURCE_PIXELS are refused before their pixels are decoded.
+    """
     try:
-        with PIL.Image.open(io.BytesIO(data)) as img:
-            img.load()
-            if img.mode in _GRAY_MODES:
-                img = img.convert('L')
-            elif img.mode in _RGB_MODES:
-                img = img.convert('RGB')
-            else:
-                raise DatasetToolError(f'{where}: unsupported image mode {img.mode!r} (e.g. 16-bit or float); convert it to 8-bit RGB or grayscale')
-            return np.array(img)
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore', PIL.Image.DecompressionBombWarning)  # our own limit applies
+            _check_source_size(png_header_size(data), where)
+            with PIL.Image.open(io.BytesIO(data)) as img:
+                _check_source_size(img.size, where)
+                img.load()
+                if img.mode not in _GRAY_MODES + _RGB_MODES:
+                    raise DatasetToolError(f'{where}: unsupported image mode {img.mode!r} (e.g. 16-bit or float); convert it to 8-bit RGB or grayscale')
+                gray = channels == 'gray' or (channels is None and img.mode in _GRAY_MODES)
+                if gray and img.mode not in _GRAY_MODES:
+                    img = img.convert('RGB')  # P, CMYK, ...: via RGB to luma
+                img = img.convert('L' if gray else 'RGB')
+                return np.array(img)
     except DatasetToolError:
         raise
+    except PIL.Image.DecompressionBombError as e:
+        raise DatasetToolError(f'{where}: refused before decoding: {e}') from e
     except Exception as e:  # any decoder failure: report it with the file name
         raise DatasetToolError(f'{where}: not a readable image ({type(e).__name__}: {e})') from e
+
+
+def _check_source_size(size, where):
+    if size is not None and size[0] * size[1] > MAX_SOURCE_PIXELS:
+        raise DatasetToolError(f'{where}: image is {size[0]}x{size[1]}; refused before decoding: source images may have '
+                               f'at most {MAX_SOURCE_PIXELS} pixels. Downscale it first')
 
 
 def _to_pil(img):
@@ -245,17 +273,65 @@ def parse_resolution(s):
 #----------------------------------------------------------------------------
 # Destinations: written to a temporary path, renamed into place at the end.
 
+_DATASET_FILE_RE = re.compile(r'\d{5}/img\d{8}\.png|' + re.escape(LABELS_FNAME))
+
+
+def _foreign_files(folder):
+    """Files under `folder` that dataset_tool did not write (anything but NNNNN/imgNNNNNNNN.png and dataset.json)."""
+    foreign = []
+    for root, _dirs, files in os.walk(folder):
+        foreign += [os.path.join(root, f) for f in files
+                    if not _DATASET_FILE_RE.fullmatch(os.path.relpath(os.path.join(root, f), folder).replace(os.sep, '/'))]
+    return foreign
+
+
+def _remove_dataset_folder(folder):
+    """Delete the files dataset_tool wrote in `folder` and the then-empty folders; anything else stays (with a warning)."""
+    for root, _dirs, files in os.walk(folder, topdown=False):
+        for f in files:
+            path = os.path.join(root, f)
+            if _DATASET_FILE_RE.fullmatch(os.path.relpath(path, folder).replace(os.sep, '/')):
+                os.remove(path)
+        if not os.listdir(root):
+            os.rmdir(root)
+    if os.path.exists(folder):
+        print(f'Warning: {folder} (the replaced dataset) holds files that appeared during the conversion; left in place.', file=sys.stderr)
+
+
+def check_source_and_dest_apart(source, dest):
+    """Refuse a --dest equal to, inside, or containing --source (real paths: symlinks resolved), so that
+    writing the dataset can neither overwrite the source nor be read back in as source images."""
+    src, dst = os.path.realpath(source), os.path.realpath(dest)
+    if src == dst:
+        raise DatasetToolError(f'--dest: {dest} is the same path as --source; write the dataset elsewhere')
+    if dst.startswith(src.rstrip(os.sep) + os.sep):
+        raise DatasetToolError(f'--dest: {dest} is inside --source {source}; it would be read back as source images. '
+                               f'Write the dataset outside the source folder')
+    if src.startswith(dst.rstrip(os.sep) + os.sep):
+        raise DatasetToolError(f'--dest: {dest} contains --source {source}; replacing it would delete the source. '
+                               f'Write the dataset elsewhere')
+
+
 class _Dest:
+    """The output .zip or folder. --force replaces an existing .zip file, or a folder holding only files that
+    dataset_tool writes; anything else already at --dest is refused, never deleted."""
+
     def __init__(self, dest, force):
         self.dest = os.path.normpath(dest)
         self.is_zip = dest.lower().endswith('.zip')
-        if os.path.exists(self.dest) and not force:
-            if self.is_zip or not os.path.isdir(self.dest) or os.listdir(self.dest):
-                raise DatasetToolError(f'--dest: {dest} already exists; pass --force to overwrite it')
-        if os.path.exists(self.dest) and self.is_zip and os.path.isdir(self.dest):
-            raise DatasetToolError(f'--dest: {dest} is a folder; a .zip destination must be a file path')
-        if os.path.isfile(self.dest) and not self.is_zip:
+        if os.path.lexists(self.dest) and self.is_zip and (os.path.isdir(self.dest) or not os.path.isfile(self.dest)):
+            raise DatasetToolError(f'--dest: {dest} exists and is not a file; a .zip destination must be a file path')
+        if os.path.lexists(self.dest) and not self.is_zip and not os.path.isdir(self.dest):
             raise DatasetToolError(f'--dest: {dest} is a file; give a folder or a path ending in .zip')
+        if os.path.isdir(self.dest) and os.path.islink(self.dest):
+            raise DatasetToolError(f'--dest: {dest} is a symbolic link; give the real folder or a new path')
+        if os.path.isdir(self.dest):
+            foreign = _foreign_files(self.dest)
+            if foreign:
+                raise DatasetToolError(f'--dest: {dest} holds files that are not part of a dataset written by dataset_tool '
+                                       f'(e.g. {foreign[0]}); --force replaces only such a dataset. Choose a new or empty folder')
+        if os.path.exists(self.dest) and not force and (self.is_zip or os.listdir(self.dest)):
+            raise DatasetToolError(f'--dest: {dest} already exists; pass --force to overwrite it')
         parent = os.path.dirname(os.path.abspath(self.dest))
         os.makedirs(parent, exist_ok=True)
         self.tmp = os.path.join(parent, f'.tmp-{os.path.basename(self.dest)}-{dnnlib.util.unique_id()}')
@@ -289,7 +365,7 @@ class _Dest:
             os.rename(self.dest, old)
         os.rename(self.tmp, self.dest)
         if old is not None:
-            shutil.rmtree(old)
+            _remove_dataset_folder(old)
 
     def abort(self):
         if self.is_zip:
@@ -310,7 +386,8 @@ def _progress(verbose, done, total, t0, final=False):
         print(f'{prefix}Converting: {done}/{total} images ({rate:.0f} img/s)', end='\n' if final or not tty else '', flush=True)
 
 
-def convert_dataset(source, dest, max_images=None, transform=None, resolution=None, resize_filter='lanczos', force=False, verbose=True):
+def convert_dataset(source, dest, max_images=None, transform=None, resolution=None, resize_filter='lanczos', force=False, verbose=True,
+                    channels=None):
     """Convert `source` (folder, zip, tar[.gz|.bz2|.xz], CIFAR-10 tarball) into `dest` (.zip or folder) in the NVlabs layout.
 
     Images are found recursively, sorted by relative path, and the first `max_images` of them
@@ -323,8 +400,9 @@ def convert_dataset(source, dest, max_images=None, transform=None, resolution=No
         transform:     None, 'center-crop' or 'center-crop-wide' (both need `resolution`).
         resolution:    (W, H), 'WxH' or None (keep the source size).
         resize_filter: 'box' or 'lanczos' (PIL resampling filters).
-        force:         overwrite an existing `dest`.
+        force:         overwrite an existing `dest` (a .zip file, or a folder holding only a dataset_tool dataset).
         verbose:       print progress.
+        channels:      None (grayscale stays 1-channel, the rest RGB), 'rgb' or 'gray' (convert every image).
     Returns:
         EasyDict(num_images, num_dropped, resolution, channels, labels) describing what was written.
     """
@@ -340,8 +418,9 @@ def convert_dataset(source, dest, max_images=None, transform=None, resolution=No
         raise DatasetToolError(f'--max-images must be >= 1, got {max_images}')
     if not dest:
         raise DatasetToolError('--dest must not be empty')
-    if os.path.abspath(dest) == os.path.abspath(source):
-        raise DatasetToolError('--dest must differ from --source')
+    if channels not in (None, 'rgb', 'gray'):
+        raise DatasetToolError(f'--channels: unknown value {channels!r}; expected rgb or gray')
+    check_source_and_dest_apart(source, dest)
 
     src = _Source(source)
     try:
@@ -350,7 +429,7 @@ def convert_dataset(source, dest, max_images=None, transform=None, resolution=No
             raise DatasetToolError(f'--source: no images found in {source} (looked for {", ".join(IMAGE_EXTENSIONS)})')
         out = _Dest(dest, force)
         try:
-            result = _convert(src, names, out, transform, resolution, resize_filter, verbose)
+            result = _convert(src, names, out, transform, resolution, resize_filter, verbose, channels)
             out.commit()
         except BaseException:
             out.abort()
@@ -363,14 +442,14 @@ def convert_dataset(source, dest, max_images=None, transform=None, resolution=No
     return result
 
 
-def _convert(src, names, out, transform, resolution, resize_filter, verbose):
+def _convert(src, names, out, transform, resolution, resize_filter, verbose, channels):
     attrs = None
     labels = []
     dropped = 0
     t0 = last = time.time()
     for src_idx, name in enumerate(names):
         where = src.describe(name)
-        img = transform_image(src.load(name), transform, resolution, resize_filter)
+        img = transform_image(src.load(name, channels), transform, resolution, resize_filter)
         if img is None:
             dropped += 1
             continue
@@ -387,9 +466,14 @@ def _convert(src, names, out, transform, resolution, resize_filter, verbose):
                 raise DatasetToolError(f'{where}: image is {w}x{h} after crop and resize; the resolution must be a power of two. '
                                        f'Use --resolution=NxN with N a power of two.')
         elif cur != attrs:
+            fixes = []
+            if (cur['width'], cur['height']) != (attrs['width'], attrs['height']):
+                fixes.append(f'--resolution={attrs["width"]}x{attrs["height"]} (and --transform) to make the sizes uniform')
+            if cur['channels'] != attrs['channels']:
+                fixes.append('--channels=rgb or --channels=gray to convert every image to RGB or grayscale')
             raise DatasetToolError(f'{where}: image is {cur["width"]}x{cur["height"]} with {cur["channels"]} channel(s) after crop and resize, '
                                    f'but the first image {names[0]} is {attrs["width"]}x{attrs["height"]} with {attrs["channels"]}; '
-                                   f'all images must match. Use --resolution=WxH (and --transform) to make them uniform.')
+                                   f'all images must match. Use {" and ".join(fixes)}.')
 
         # Save as uncompressed PNG.
         idx = len(labels)
@@ -432,15 +516,17 @@ def _parse_resolution_option(ctx, param, value):
 @click.option('--transform',     help='Crop mode (needs --resolution)', type=click.Choice(TRANSFORMS))
 @click.option('--resolution',    help='Output size, e.g. 256x256', metavar='WxH', callback=_parse_resolution_option)
 @click.option('--resize-filter', help='Resampling filter for resizing', type=click.Choice(list(RESIZE_FILTERS)), default='lanczos', show_default=True)
-@click.option('--force',         help='Overwrite an existing --dest', is_flag=True)
-def main(source, dest, max_images, transform, resolution, resize_filter, force):
+@click.option('--channels',      help='Make every image RGB or grayscale [default: grayscale stays gray, the rest RGB; mixing is an error]', type=click.Choice(CHANNELS))
+@click.option('--force',         help='Overwrite an existing --dest (a .zip, or a folder holding only a dataset_tool dataset)', is_flag=True)
+def main(source, dest, max_images, transform, resolution, resize_filter, channels, force):
     """Convert images into a dataset for train.py (NVlabs layout: uncompressed PNGs + dataset.json).
 
     Sources: a folder, a .zip, or a tar archive (.tar, .tar.gz, .tgz, .tar.bz2, .tar.xz);
     images (PNG, JPEG, BMP, WebP, TIFF) are found recursively and sorted by path. Labels are taken
     from a dataset.json at the source root, {"labels": [["relative/path.png", label], ...]}.
     The CIFAR-10 python tarball (cifar-10-python.tar.gz) gives its 50k training images with labels.
-    Grayscale images stay 1-channel; everything else becomes RGB (alpha is dropped).
+    Grayscale images stay 1-channel; everything else becomes RGB (alpha is dropped); --channels=rgb|gray
+    converts every image. --dest may be neither the source nor inside or around it.
     Outputs must be square and a power of two: use --resolution, and --transform for non-square inputs.
 
     \b
@@ -452,7 +538,7 @@ def main(source, dest, max_images, transform, resolution, resize_filter, force):
     """
     try:
         convert_dataset(os.path.expanduser(source), os.path.expanduser(dest), max_images=max_images, transform=transform,
-                        resolution=resolution, resize_filter=resize_filter, force=force)
+                        resolution=resolution, resize_filter=resize_filter, force=force, channels=channels)
     except DatasetToolError as e:
         raise click.ClickException(str(e)) from None
 

@@ -162,12 +162,99 @@ def test_refuses_overwrite_without_force(src, tmp_path):
     assert len(ImageFolderDataset(str(dest))) == 5
 
     folder = tmp_path / 'outdir'
-    folder.mkdir()
-    (folder / 'keep.txt').write_text('x')
+    convert_dataset(root, str(folder), max_images=3, verbose=False)
     with pytest.raises(DatasetToolError, match=r'outdir already exists; pass --force'):
         convert_dataset(root, str(folder), verbose=False)
-    convert_dataset(root, str(folder), force=True, verbose=False)
-    assert not (folder / 'keep.txt').exists() and len(ImageFolderDataset(str(folder))) == 5
+    convert_dataset(root, str(folder), force=True, verbose=False)  # a dataset folder is replaced as a whole
+    assert len(ImageFolderDataset(str(folder))) == 5 and sorted(os.listdir(tmp_path)) == ['o.zip', 'outdir', 'src']
+
+    # --force never deletes what dataset_tool did not write: a folder with any other file is refused as it is.
+    (folder / 'keep.txt').write_text('x')
+    for force in (False, True):
+        with pytest.raises(DatasetToolError, match=r'outdir holds files that are not part of a dataset written by dataset_tool '
+                                                   r'\(e\.g\. .*keep\.txt\); --force replaces only such a dataset'):
+            convert_dataset(root, str(folder), force=force, verbose=False)
+    assert (folder / 'keep.txt').read_text() == 'x' and len(ImageFolderDataset(str(folder))) == 5
+
+
+def _tree_digest(root):
+    """{relative path: sha256} of every file under `root`."""
+    out = {}
+    for dirpath, _dirs, files in os.walk(root):
+        for f in files:
+            out[os.path.relpath(os.path.join(dirpath, f), root)] = _digest(os.path.join(dirpath, f))
+    return out
+
+
+def test_dest_around_source_leaves_source_byte_identical(src, tmp_path):
+    root, _, _ = src
+    (tmp_path / 'unrelated.txt').write_text('beside the source')
+    before, beside = _tree_digest(root), _tree_digest(tmp_path)
+    link = tmp_path / 'link'
+    os.symlink(root, link)
+    cases = [
+        (root, 'is the same path as --source'),
+        (str(link), 'is the same path as --source'),                       # equal once symlinks are resolved
+        (os.path.join(root, 'out.zip'), 'is inside --source'),              # would be read back on the next run
+        (os.path.join(root, 'a', 'out'), 'is inside --source'),
+        (str(link / 'out.zip'), 'is inside --source'),
+        (str(tmp_path), 'contains --source'),                               # --force would have deleted the source
+        (os.path.dirname(str(tmp_path)), 'contains --source'),
+    ]
+    for dest, text in cases:
+        for force in (False, True):
+            with pytest.raises(DatasetToolError, match=rf'--dest: .* {text}'):
+                convert_dataset(root, dest, force=force, verbose=False)
+            res = CliRunner().invoke(dataset_tool.main, ['--source', root, '--dest', dest] + (['--force'] if force else []))
+            assert res.exit_code == 1 and text in res.output
+    assert _tree_digest(root) == before and _tree_digest(tmp_path) == beside
+
+
+def test_truncated_tar_gz_is_one_line_naming_the_file(src, tmp_path):
+    root, _, _ = src
+    full = tmp_path / 'full.tar.gz'
+    with tarfile.open(full, 'w:gz') as t:
+        t.add(root, arcname='src')
+    data = full.read_bytes()
+    for cut in (len(data) // 2, len(data) - 12):
+        (tmp_path / 'cut.tar.gz').write_bytes(data[:cut])
+        res = CliRunner().invoke(dataset_tool.main, ['--source', str(tmp_path / 'cut.tar.gz'), '--dest', str(tmp_path / 'o.zip')])
+        assert res.exit_code == 1 and not isinstance(res.exception, (EOFError, OSError)), res.output
+        lines = res.output.strip().splitlines()
+        assert len(lines) == 1 and 'cut.tar.gz: truncated or damaged archive' in lines[0], res.output
+        assert 'Compressed file ended before the end-of-stream marker was reached' in lines[0]
+    assert not (tmp_path / 'o.zip').exists()
+
+
+def test_channels_flag_converts_mixed_gray_and_rgb(tmp_path):
+    rgb, gray = _rand(8, 8, seed=1), _rand(8, 8, c=1, seed=2)
+    _save(str(tmp_path / 's' / 'a.png'), rgb)
+    _save(str(tmp_path / 's' / 'b.png'), gray)
+    with pytest.raises(DatasetToolError, match=r'b\.png: image is 8x8 with 1 channel\(s\).*first image a\.png is 8x8 with 3; '
+                                               r'all images must match\. Use --channels=rgb or --channels=gray') as info:
+        convert_dataset(str(tmp_path / 's'), str(tmp_path / 'x.zip'), verbose=False)
+    assert '--resolution' not in str(info.value)  # the size is fine: the hint names only the fix that applies
+    convert_dataset(str(tmp_path / 's'), str(tmp_path / 'rgb.zip'), channels='rgb', verbose=False)
+    d = ImageFolderDataset(str(tmp_path / 'rgb.zip'))
+    np.testing.assert_array_equal(d[0][0], rgb.transpose(2, 0, 1))
+    np.testing.assert_array_equal(d[1][0], np.stack([gray] * 3))  # gray -> RGB repeats the value
+    res = CliRunner().invoke(dataset_tool.main, ['--source', str(tmp_path / 's'), '--dest', str(tmp_path / 'gray.zip'), '--channels=gray'])
+    assert res.exit_code == 0, res.output
+    d = ImageFolderDataset(str(tmp_path / 'gray.zip'))
+    r, g, b = (rgb[..., i].astype(np.int64) for i in range(3))
+    luma = np.floor((r * 19595 + g * 38470 + b * 7471 + 0x8000) / 65536)  # ITU-R 601-2, Pillow's rounding
+    np.testing.assert_array_equal(d[0][0][0], luma.astype(np.uint8))
+    np.testing.assert_array_equal(d[1][0][0], gray)
+
+
+def test_source_image_over_pixel_limit_refused_before_decoding(tmp_path, monkeypatch):
+    from tests.test_dataset import _bomb_png, no_decoding_patch
+    _save(str(tmp_path / 's' / 'a.png'), _rand(8, 8))
+    (tmp_path / 's' / 'b.png').write_bytes(_bomb_png(30000, 30000))
+    with no_decoding_patch(monkeypatch):
+        with pytest.raises(DatasetToolError, match=r'b\.png: image is 30000x30000; refused before decoding: source images may have at most 134217728'):
+            convert_dataset(str(tmp_path / 's'), str(tmp_path / 'o.zip'), verbose=False)
+    assert not (tmp_path / 'o.zip').exists()
 
 
 def test_bad_image_names_file_and_writes_nothing(src, tmp_path):

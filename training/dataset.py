@@ -181,6 +181,13 @@ MAX_IMAGE_PIXELS = MAX_RESOLUTION * MAX_RESOLUTION
 _PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
 
 
+def png_header_size(data):
+    """(width, height) from a PNG's IHDR chunk (the first chunk, bytes 16..24), or None if `data` has no valid PNG header."""
+    if len(data) < 24 or data[:8] != _PNG_SIGNATURE or data[12:16] != b'IHDR':
+        return None
+    return int.from_bytes(data[16:20], 'big'), int.from_bytes(data[20:24], 'big')
+
+
 def image_header_size(data, fname):
     """(width, height) from the image header, without decoding the pixels.
 
@@ -188,10 +195,11 @@ def image_header_size(data, fname):
     only the header (e.g. the JPEG SOF marker). Raises DatasetError naming `fname` if there is no valid header.
     """
     if data[:8] == _PNG_SIGNATURE:
-        if len(data) < 24 or data[12:16] != b'IHDR':
+        size = png_header_size(data)
+        if size is None:
             raise DatasetError(f'{fname}: cannot decode image (PNG without an IHDR header; truncated or damaged). '
                                f'Remove or replace the file, or rebuild the dataset with dataset_tool.py.')
-        return int.from_bytes(data[16:20], 'big'), int.from_bytes(data[20:24], 'big')
+        return size
     try:
         with warnings.catch_warnings():
             warnings.simplefilter('ignore', PIL.Image.DecompressionBombWarning)  # our own limit applies below
