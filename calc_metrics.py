@@ -2,6 +2,7 @@
 snapshot of a training run that has not been evaluated yet, appending NVlabs-style JSONL lines to
 `metric-<name>.jsonl` in the run directory."""
 
+import json
 import os
 import re
 import tempfile
@@ -13,7 +14,7 @@ import torch
 import dnnlib
 import dnnlib.cli
 from metrics import detectors, metric_main
-from training import network_loader
+from training import demo_dataset, network_loader
 
 #----------------------------------------------------------------------------
 
@@ -27,27 +28,90 @@ def list_run_snapshots(run_dir):
     return sorted(os.path.join(run_dir, f) for f in os.listdir(run_dir) if _SNAPSHOT_RE.fullmatch(f))
 
 
+def file_signature(path):
+    """[size, mtime_ns] of a local file (None for a URL or a missing file): a failed snapshot is retried once this changes."""
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return [st.st_size, st.st_mtime_ns]
+
+
+def failed_snapshots(run_dir, metric):
+    """{snapshot_pkl relative to run_dir: failure entry} from <run_dir>/metric-<name>.jsonl (the latest line per snapshot
+    wins, so a later success clears a failure); malformed lines are ignored."""
+    path = metric_main.metric_jsonl_path(run_dir, metric)
+    latest = {}
+    if not os.path.isfile(path):
+        return {}
+    with open(path, 'rt', encoding='utf-8') as f:
+        for line in f:
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(entry, dict) and entry.get('metric') == metric and isinstance(entry.get('snapshot_pkl'), str):
+                latest[os.path.normpath(entry['snapshot_pkl'])] = entry
+    return {rel: entry for rel, entry in latest.items() if 'failed' in entry}
+
+
 def plan_jobs(network, metrics):
-    """[(snapshot path or URL, [metrics still to compute])] and the run dir that receives the JSONL lines
-    (None for a URL). For a run directory, snapshots already in every metric's JSONL are skipped."""
+    """([(snapshot path or URL, [metrics still to compute])], the run dir that receives the JSONL lines (None for a URL),
+    [(snapshot path, metric, reason)] skipped because they failed before and the file is unchanged).
+
+    For a run directory, snapshots already in every metric's JSONL are skipped; one recorded as failed is retried
+    only when its size or modification time changed."""
     if os.path.isdir(network):
         snapshots = list_run_snapshots(network)
         if not snapshots:
             raise click.BadParameter(f'run directory {network} has no network-snapshot-*.pt files', param_hint='--network')
-        jobs = []
+        jobs, skipped = [], []
         done = {metric: metric_main.evaluated_snapshots(network, metric) for metric in metrics}
+        failed = {metric: failed_snapshots(network, metric) for metric in metrics}
         for path in snapshots:
             rel = os.path.normpath(os.path.relpath(path, network))
-            todo = [metric for metric in metrics if rel not in done[metric]]
+            todo = []
+            for metric in metrics:
+                fail = failed[metric].get(rel)
+                if fail is not None and fail.get('file_signature') == file_signature(path):
+                    skipped.append((path, metric, str(fail['failed'])))
+                elif rel not in done[metric] or fail is not None:
+                    todo.append(metric)
             if todo:
                 jobs.append((path, todo))
-        return jobs, network
+        return jobs, network, skipped
     if dnnlib.util.is_url(network):
-        return [(network, list(metrics))], None
+        return [(network, list(metrics))], None, []
     if not os.path.isfile(network):
         raise click.BadParameter(f'{network}: no such file or directory (expected a snapshot .pt, an NVlabs .pkl, a URL '
                                  f'or a run directory)', param_hint='--network')
-    return [(network, list(metrics))], os.path.dirname(os.path.abspath(network))
+    return [(network, list(metrics))], os.path.dirname(os.path.abspath(network)), []
+
+
+def summary_table(rows, metrics):
+    """Text table, one row per snapshot and one column per metric. rows: [(snapshot, {metric: cell text})]."""
+    header = ['snapshot'] + list(metrics)
+    body = [[os.path.basename(snap)] + [cells.get(metric, '-') for metric in metrics] for snap, cells in rows]
+    widths = [max(len(r[i]) for r in [header] + body) for i in range(len(header))]
+    fmt = lambda r: '  '.join(c.ljust(w) for c, w in zip(r, widths)).rstrip()
+    return '\n'.join([fmt(header), fmt(['-' * w for w in widths])] + [fmt(r) for r in body])
+
+
+def _result_cell(result):
+    return '/'.join(f'{v:.4g}' for v in result.results.values())
+
+
+def concise_detector_error(error, detector_dir):
+    """One line for a missing detector: the file, the folder looked in, and the calc_metrics option that fixes it."""
+    entries = [e for es in detectors.KNOWN_DETECTORS.values() for e in es if e['file'] in str(error)]
+    if not entries:
+        return str(error)
+    files = ' or '.join(dict.fromkeys(e['file'] for e in entries))
+    folder = detector_dir or os.environ.get(detectors.DETECTOR_DIR_ENV)
+    if folder:
+        return f'detector file {files} not found in {folder}; put it there (official copy: {entries[0]["url"]}) or pass --detector-dir=DIR'
+    return (f'detector file {files} could not be downloaded from {entries[0]["url"]}; without internet, put it into a folder DIR '
+            f'and pass --detector-dir=DIR')
 
 
 def dataset_kwargs_for(G, snap, data, mirror, source):
@@ -93,13 +157,27 @@ def run_jobs(rank, args, temp_dir):
                                              rank=rank, world_size=num_gpus)
     try:
         start = time.time()
+        rows = [(path, {metric: 'failed earlier' for p, metric, _reason in args.skipped if p == path})
+                for path in dict.fromkeys([p for p, _m, _r in args.skipped] + [p for p, _m in args.jobs])]
+        cells = dict(rows)
         for i, (path, metrics) in enumerate(args.jobs):
             if rank == 0 and args.verbose:
                 eta = ''
                 if i > 0:
                     eta = f', ETA {dnnlib.util.format_time((time.time() - start) / i * (len(args.jobs) - i))}'
                 print(f'[{i + 1}/{len(args.jobs)}] {path}: {", ".join(metrics)}{eta}', flush=True)
-            snap = network_loader.load_network(path, device=device)
+            signature = file_signature(path)
+            try:
+                snap = network_loader.load_network(path, device=device)
+            except (ValueError, OSError, EOFError, RuntimeError) as e:  # a damaged or refused file: record it, go on
+                reason = f'{type(e).__name__}: {e}'
+                if rank == 0:
+                    print(f'Skipping {path}: cannot load it ({reason})', flush=True)
+                    for metric in metrics:
+                        cells[path][metric] = 'failed to load'
+                        metric_main.report_metric(dict(metric=metric, failed=reason, file_signature=signature), run_dir=args.run_dir,
+                                                  snapshot_pkl=path if args.run_dir else None, verbose=False)
+                continue
             G = snap['G_ema']
             dataset_kwargs = dataset_kwargs_for(G, snap, args.data, args.mirror, path)
             check_dataset(dataset_kwargs, path)
@@ -110,6 +188,9 @@ def run_jobs(rank, args, temp_dir):
                 if rank == 0:
                     metric_main.report_metric(result, run_dir=args.run_dir, snapshot_pkl=path if args.run_dir else None,
                                               verbose=args.verbose)
+                    cells[path][metric] = _result_cell(result)
+        if rank == 0 and args.verbose:
+            print('\nSummary:\n' + summary_table(rows, args.metrics), flush=True)
     finally:
         if num_gpus > 1:
             torch.distributed.destroy_process_group()
@@ -125,18 +206,24 @@ def calc_metrics(network, metrics, data=None, mirror=None, gpus=1, detector_dir=
         raise click.BadParameter(f'must be at least 1, got {gpus}', param_hint='--gpus')
     if torch.cuda.is_available() and gpus > torch.cuda.device_count():
         raise click.BadParameter(f'{gpus} requested but only {torch.cuda.device_count()} CUDA device(s) visible', param_hint='--gpus')
+    if data is not None and not os.path.exists(data) and demo_dataset.is_demo_name(data):
+        data = demo_dataset.resolve_data_path(data)  # the names train.py --data accepts; generated on first use
     if data is not None and not os.path.exists(data):
-        raise click.BadParameter(f'{data}: no such dataset folder or zip', param_hint='--data')
+        raise click.BadParameter(f'{data}: no such dataset folder or zip (or one of {", ".join(demo_dataset.DEMO_NAMES)})', param_hint='--data')
     if detector_dir is not None and not os.path.isdir(detector_dir):
         raise click.BadParameter(f'{detector_dir}: not a directory', param_hint='--detector-dir')
-    jobs, run_dir = plan_jobs(network, metrics)
+    jobs, run_dir, skipped = plan_jobs(network, metrics)
+    if verbose:
+        for path, metric, reason in skipped:
+            print(f'Skipping {path} for {metric}: it failed before and is unchanged ({reason})')
     if not jobs:
         if verbose:
-            print(f'Nothing to do: every snapshot in {network} already has {", ".join(metrics)}.')
+            print(f'Nothing to do: every snapshot in {network} already has {", ".join(metrics)}'
+                  + (f' or failed unchanged ({len(skipped)} pair(s); replace the file to retry).' if skipped else '.'))
         return jobs
 
-    args = dnnlib.EasyDict(jobs=jobs, run_dir=run_dir, data=data, mirror=mirror, gpus=gpus, detector_dir=detector_dir,
-                           inception=INCEPTION_CHOICES.get(inception, inception), verbose=verbose)
+    args = dnnlib.EasyDict(jobs=jobs, skipped=skipped, metrics=list(metrics), run_dir=run_dir, data=data, mirror=mirror, gpus=gpus,
+                           detector_dir=detector_dir, inception=INCEPTION_CHOICES.get(inception, inception), verbose=verbose)
     if verbose:
         print(f'Evaluating {len(jobs)} snapshot(s) on {gpus} process(es): {", ".join(metrics)}', flush=True)
     with tempfile.TemporaryDirectory() as temp_dir:
@@ -144,6 +231,15 @@ def calc_metrics(network, metrics, data=None, mirror=None, gpus=1, detector_dir=
             run_jobs(0, args, temp_dir)
         else:
             torch.multiprocessing.spawn(fn=run_jobs, args=(args, temp_dir), nprocs=gpus)
+    failed = []
+    if run_dir is not None:
+        for path, job_metrics in jobs:
+            entry = failed_snapshots(run_dir, job_metrics[0]).get(os.path.normpath(os.path.relpath(path, run_dir)))
+            if entry is not None and entry.get('file_signature') == file_signature(path):
+                failed.append((path, entry['failed']))
+    if failed:
+        raise click.ClickException(f'{len(failed)} of {len(jobs)} snapshot(s) could not be loaded and were skipped '
+                                   f'(recorded in the metric JSONL; retried once the file changes), e.g. {failed[0][0]}: {failed[0][1]}')
     return jobs
 
 #----------------------------------------------------------------------------
@@ -158,7 +254,7 @@ def _parse_metrics(ctx, param, value):
 @click.command(context_settings=dnnlib.cli.CONTEXT_SETTINGS)
 @click.option('--network', 'network', help='Snapshot .pt, NVlabs .pkl, URL, or run directory', metavar='PATH', required=True)
 @click.option('--metrics', help='Comma-separated metrics (see above)', metavar='LIST', default='fid50k_full', show_default=True, callback=_parse_metrics)
-@click.option('--data', help='Dataset folder or zip [default: from the snapshot]', metavar='PATH')
+@click.option('--data', help='Dataset folder, zip, or demo name as in train.py [default: from the snapshot]', metavar='[ZIP|DIR|demo]')
 @click.option('--mirror', help='Include x-flips of the dataset [default: from the snapshot]', type=bool, metavar='BOOL')
 @click.option('--gpus', help='Number of processes (GPUs; gloo processes on CPU)', type=click.IntRange(min=1), default=1, show_default=True, metavar='INT')
 @click.option('--detector-dir', help=f'Folder with detector files (offline use) [default: ${detectors.DETECTOR_DIR_ENV}]', metavar='DIR')
@@ -184,7 +280,9 @@ def main(network, metrics, data, mirror, gpus, detector_dir, inception, verbose)
     """
     try:
         calc_metrics(network, metrics, data=data, mirror=mirror, gpus=gpus, detector_dir=detector_dir, inception=inception, verbose=verbose)
-    except (detectors.DetectorNotFoundError, detectors.DetectorChecksumError, detectors.DetectorFormatError) as e:
+    except detectors.DetectorNotFoundError as e:
+        raise click.ClickException(concise_detector_error(e, detector_dir)) from e
+    except (detectors.DetectorChecksumError, detectors.DetectorFormatError) as e:
         raise click.ClickException(f'{e}') from e
 
 #----------------------------------------------------------------------------

@@ -194,7 +194,8 @@ def report_metric(result_dict, run_dir=None, snapshot_pkl=None, verbose=True):
 
 
 def evaluated_snapshots(run_dir, metric):
-    """snapshot_pkl values (relative to run_dir) already in <run_dir>/metric-<name>.jsonl; malformed lines are ignored."""
+    """snapshot_pkl values (relative to run_dir) with a result in <run_dir>/metric-<name>.jsonl; malformed lines and
+    failure lines (calc_metrics records snapshots that cannot be loaded with a 'failed' reason) are ignored."""
     path = metric_jsonl_path(run_dir, metric)
     done = set()
     if not os.path.isfile(path):
@@ -205,7 +206,7 @@ def evaluated_snapshots(run_dir, metric):
                 entry = json.loads(line)
             except json.JSONDecodeError:
                 continue
-            if isinstance(entry, dict) and entry.get('metric') == metric and entry.get('snapshot_pkl'):
+            if isinstance(entry, dict) and entry.get('metric') == metric and entry.get('snapshot_pkl') and 'failed' not in entry:
                 done.add(os.path.normpath(entry['snapshot_pkl']))
     return done
 

@@ -4,6 +4,7 @@ skips what is done (resumable), a single snapshot file works, and bad input name
 import json
 import os
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
@@ -80,7 +81,7 @@ def test_single_snapshot_file(run, monkeypatch):
 
 @pytest.mark.parametrize('args, flag, text', [
     (['--metrics', 'fid50'], '--metrics', "unknown metric 'fid50'"),
-    (['--gpus', '0'], '--gpus', 'at least 1'),
+    (['--gpus', '0'], '--gpus', '0 is not in the range x>=1'),
     (['--data', '/nonexistent/data.zip'], '--data', 'no such dataset'),
     (['--detector-dir', '/nonexistent/dir'], '--detector-dir', 'not a directory'),
 ])
@@ -134,3 +135,79 @@ def test_unreadable_dataset_names_data_flag(run, tmp_path):
     result = CliRunner().invoke(calc_metrics.main, ['--network', str(run['run_dir']), '--metrics', 'fid1k_full', '--detector-dir', run['det'],
                                                     '--data', str(bad), '--quiet'])
     assert result.exit_code == 2 and '--data' in result.output and 'cannot open the dataset' in result.output
+
+#----------------------------------------------------------------------------
+# Job resilience: damaged snapshots are recorded and skipped, the job goes on, a summary closes it.
+
+def test_corrupt_snapshot_among_good_ones_is_recorded_skipped_and_retried_when_changed(run):
+    run_dir = run['run_dir']
+    bad = run_dir / 'network-snapshot-000002.pt'  # sorts between the two good ones
+    bad.write_bytes((run_dir / 'network-snapshot-000004.pt').read_bytes()[:4000])
+    args = ['--network', str(run_dir), '--metrics', 'fid1k_full,kid1k_full', '--detector-dir', run['det']]
+    result = CliRunner().invoke(calc_metrics.main, args)
+    assert result.exit_code == 1, result.output
+    out = result.output
+    assert f'Skipping {bad}: cannot load it (' in out and 'corrupt or truncated' in out
+    assert '[3/3]' in out  # the snapshot after the damaged one was evaluated
+    assert 'FID: matrix square root of the ' in out and 'FID: matrix square root done in ' in out  # no silent stretch
+    assert out.strip().splitlines()[-1].startswith('Error: 1 of 3 snapshot(s) could not be loaded and were skipped')
+    for metric in ('fid1k_full', 'kid1k_full'):
+        lines = _lines(run_dir, metric)
+        assert [e['snapshot_pkl'] for e in lines] == ['network-snapshot-000000.pt', 'network-snapshot-000002.pt', 'network-snapshot-000004.pt']
+        failed = lines[1]
+        assert 'results' not in failed and 'corrupt or truncated' in failed['failed']
+        assert failed['file_signature'] == [bad.stat().st_size, bad.stat().st_mtime_ns]
+        assert all(metric in e['results'] for e in (lines[0], lines[2]))
+
+    # The summary table: one row per snapshot, one column per metric, values as in the JSONL.
+    table = out[out.index('Summary:'):].splitlines()[1:6]
+    assert table[0].split() == ['snapshot', 'fid1k_full', 'kid1k_full']
+    fid0 = _lines(run_dir, 'fid1k_full')[0]['results']['fid1k_full']
+    kid0 = _lines(run_dir, 'kid1k_full')[0]['results']['kid1k_full']
+    assert table[2].split() == ['network-snapshot-000000.pt', f'{fid0:.4g}', f'{kid0:.4g}']
+    assert table[3].split() == ['network-snapshot-000002.pt', 'failed', 'to', 'load', 'failed', 'to', 'load']
+
+    # Rerun with the file unchanged: not retried, nothing recomputed.
+    result = CliRunner().invoke(calc_metrics.main, args)
+    assert result.exit_code == 0 and f'Skipping {bad} for fid1k_full: it failed before and is unchanged' in result.output
+    assert 'Nothing to do' in result.output and len(_lines(run_dir, 'fid1k_full')) == 3
+
+    # The file is replaced (a finished copy of the good snapshot): retried, and its result recorded.
+    bad.write_bytes((run_dir / 'network-snapshot-000004.pt').read_bytes())
+    result = CliRunner().invoke(calc_metrics.main, args + ['--quiet'])
+    assert result.exit_code == 0, result.output
+    lines = _lines(run_dir, 'fid1k_full')
+    assert len(lines) == 4 and lines[3]['snapshot_pkl'] == 'network-snapshot-000002.pt'
+    assert lines[3]['results']['fid1k_full'] == pytest.approx(lines[2]['results']['fid1k_full'], rel=1e-9)  # same weights, same FID
+    assert 'Nothing to do' in CliRunner().invoke(calc_metrics.main, args).output
+
+
+def test_data_accepts_the_demo_names_of_train_py(run, tmp_path, monkeypatch):
+    from training import demo_dataset
+    calls = []
+
+    demo_zip = str(tmp_path / 'demo-8px.zip')  # the real demo renders 2000 images; here only the name mapping matters
+    demo_dataset.write_dataset_zip(demo_zip, np.random.RandomState(0).randint(0, 256, size=[16, 8, 8, 3]).astype(np.uint8))
+
+    def fake_resolve(name):
+        calls.append(name)
+        return demo_zip
+    monkeypatch.setattr(demo_dataset, 'resolve_data_path', fake_resolve)
+    snap = str(run['run_dir'] / 'network-snapshot-000000.pt')
+    jobs = calc_metrics.calc_metrics(snap, ['fid1k_full'], data='demo16', detector_dir=run['det'], verbose=False)
+    assert calls == ['demo16'] and len(jobs) == 1
+    result = CliRunner().invoke(calc_metrics.main, ['--network', snap, '--data', 'demo17'])
+    assert result.exit_code == 2 and '--data: demo17: no such dataset' in result.output and 'demo, demo16, demo32, demo64' in result.output
+
+
+def test_missing_detector_is_one_short_line_naming_file_folder_and_option(run, tmp_path):
+    no_det = tmp_path / 'no_detectors'
+    no_det.mkdir()
+    result = CliRunner().invoke(calc_metrics.main, ['--network', str(run['run_dir']), '--metrics', 'fid1k_full', '--detector-dir', str(no_det), '--quiet'])
+    assert result.exit_code == 1
+    (line,) = result.output.strip().splitlines()
+    assert line.startswith('Error: detector file inception-2015-12-05.pt') and len(line) - len(str(no_det)) < 250
+    assert f' not found in {no_det}; put it there (official copy: https://' in line
+    assert line.endswith('or pass --detector-dir=DIR')
+    options = {opt for param in calc_metrics.main.params for opt in param.opts}
+    assert '--detector-dir' in options
