@@ -60,7 +60,7 @@ def plan_jobs(network, metrics):
     [(snapshot path, metric, reason)] skipped because they failed before and the file is unchanged).
 
     For a run directory, snapshots already in every metric's JSONL are skipped; one recorded as failed is retried
-    only when its size or modification time changed."""
+    only when its size or modification time changed (always after an I/O error, recorded without a signature)."""
     if os.path.isdir(network):
         snapshots = list_run_snapshots(network)
         if not snapshots:
@@ -73,7 +73,7 @@ def plan_jobs(network, metrics):
             todo = []
             for metric in metrics:
                 fail = failed[metric].get(rel)
-                if fail is not None and fail.get('file_signature') == file_signature(path):
+                if fail is not None and fail.get('file_signature') is not None and fail['file_signature'] == file_signature(path):
                     skipped.append((path, metric, str(fail['failed'])))
                 elif rel not in done[metric] or fail is not None:
                     todo.append(metric)
@@ -169,14 +169,15 @@ def run_jobs(rank, args, temp_dir):
             signature = file_signature(path)
             try:
                 snap = network_loader.load_network(path, device=device)
-            except (ValueError, OSError, EOFError, RuntimeError) as e:  # a damaged or refused file: record it, go on
+            except (ValueError, OSError, EOFError, RuntimeError) as e:  # a damaged, refused or unreadable file: record it, go on
                 reason = f'{type(e).__name__}: {e}'
+                transient = isinstance(e, OSError)  # e.g. permissions or a network share: retried on every run
                 if rank == 0:
                     print(f'Skipping {path}: cannot load it ({reason})', flush=True)
                     for metric in metrics:
                         cells[path][metric] = 'failed to load'
-                        metric_main.report_metric(dict(metric=metric, failed=reason, file_signature=signature), run_dir=args.run_dir,
-                                                  snapshot_pkl=path if args.run_dir else None, verbose=False)
+                        metric_main.report_metric(dict(metric=metric, failed=reason, file_signature=None if transient else signature),
+                                                  run_dir=args.run_dir, snapshot_pkl=path if args.run_dir else None, verbose=False)
                 continue
             G = snap['G_ema']
             dataset_kwargs = dataset_kwargs_for(G, snap, args.data, args.mirror, path)
@@ -235,7 +236,7 @@ def calc_metrics(network, metrics, data=None, mirror=None, gpus=1, detector_dir=
     if run_dir is not None:
         for path, job_metrics in jobs:
             entry = failed_snapshots(run_dir, job_metrics[0]).get(os.path.normpath(os.path.relpath(path, run_dir)))
-            if entry is not None and entry.get('file_signature') == file_signature(path):
+            if entry is not None and entry.get('file_signature') in (None, file_signature(path)):
                 failed.append((path, entry['failed']))
     if failed:
         raise click.ClickException(f'{len(failed)} of {len(jobs)} snapshot(s) could not be loaded and were skipped '

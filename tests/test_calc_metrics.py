@@ -211,3 +211,20 @@ def test_missing_detector_is_one_short_line_naming_file_folder_and_option(run, t
     assert line.endswith('or pass --detector-dir=DIR')
     options = {opt for param in calc_metrics.main.params for opt in param.opts}
     assert '--detector-dir' in options
+
+
+def test_offline_without_detector_dir_is_one_line_naming_the_option(run, monkeypatch):
+    from dnnlib import util
+
+    real_open_url = util.open_url
+
+    def offline(url, *args, **kwargs):  # local files open as usual; every download fails as without a network
+        if '://' in str(url):
+            raise IOError(f'{url}: <urlopen error [Errno -3] Temporary failure in name resolution>')
+        return real_open_url(url, *args, **kwargs)
+    monkeypatch.setattr(util, 'open_url', offline)
+    result = CliRunner().invoke(calc_metrics.main, ['--network', str(run['run_dir']), '--metrics', 'fid1k_full', '--quiet'])
+    assert result.exit_code == 1
+    (line,) = result.output.strip().splitlines()
+    assert line.startswith('Error: detector file inception-2015-12-05.pt') and 'could not be downloaded from https://' in line
+    assert line.endswith('without internet, put it into a folder DIR and pass --detector-dir=DIR') and len(line) < 300
