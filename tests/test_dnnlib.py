@@ -136,3 +136,41 @@ def test_parse_int_list_and_format_time():
     assert util.format_time(185) == '3m 05s'
     assert util.format_time(2 * 3600 + 7 * 60) == '2h 07m'
     assert util.format_time(86400 + 3 * 3600) == '1d 03h'
+
+
+def test_cli_param_types():
+    import click
+    from dnnlib import cli
+
+    def fails(ptype, value, text):
+        with pytest.raises(click.BadParameter, match=text):
+            ptype.convert(value, None, None)
+    f = cli.FiniteFloat(min=0, max=1, min_open=True)
+    assert f.convert('0.25', None, None) == 0.25 and f.convert('1', None, None) == 1.0
+    for bad in ('nan', 'NaN', 'inf', '-inf', '1e999'):
+        fails(f, bad, 'not a finite number')
+    fails(f, '0', r'0 is out of range: need 0 < x <= 1')
+    fails(f, 'abc', "'abc' is not a number")
+    assert cli.FiniteFloat().convert('-1e300', None, None) == -1e300
+
+    s = cli.SeedList()
+    assert s.convert('0-3,7, 10-11', None, None) == [0, 1, 2, 3, 7, 10, 11]
+    assert s.convert('4294967295', None, None) == [4294967295]
+    fails(s, '-5', r'seed -5 is out of range: seeds must be in \[0, 4294967295\]')
+    fails(s, '3-4294967296', 'seed 4294967296 is out of range')
+    fails(s, '5-1', 'end 1 is below start 5')
+    fails(s, '1,,2', "'' in '1,,2' is not a seed")
+    fails(s, '0-99999999', r'100000000 seeds requested; at most 1000000')  # refused before any list is built
+
+
+def test_cli_output_dir(tmp_path):
+    import click
+    from dnnlib import cli
+    (tmp_path / 'file').write_text('x')
+    d = cli.OutputDir()
+    assert d.convert(str(tmp_path / 'new' / 'deeper'), None, None) == str(tmp_path / 'new' / 'deeper')
+    assert d.convert(str(tmp_path), None, None) == str(tmp_path)
+    with pytest.raises(click.BadParameter, match=r'file is an existing file, not a folder'):
+        d.convert(str(tmp_path / 'file'), None, None)
+    with pytest.raises(click.BadParameter, match=r'sub is inside .*file, which is an existing file'):
+        d.convert(str(tmp_path / 'file' / 'sub'), None, None)

@@ -118,3 +118,25 @@ def test_training_stats_report0_and_empty():
     c.update()
     assert c.num('x') == 1 and c['x'] == 3.0
     training_stats.reset()
+
+
+def test_cli_device_type(monkeypatch):
+    import click
+    from torch_utils.cli import Device
+    d = Device()
+    assert d.convert('cpu', None, None) == 'cpu'
+    for bad in ('meta', 'mps', 'cuda:x', 'gpu', 'cpu:0', ''):
+        with pytest.raises(click.BadParameter, match='is not a supported device; use one of cpu, cuda, cuda:N'):
+            d.convert(bad, None, None)
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    with pytest.raises(click.BadParameter, match='cuda: CUDA is not available on this machine; use --device=cpu'):
+        d.convert('cuda', None, None)
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    monkeypatch.setattr(torch.cuda, 'device_count', lambda: 2)
+    assert d.convert('cuda', None, None) == 'cuda' and d.convert('cuda:1', None, None) == 'cuda:1'
+    with pytest.raises(click.BadParameter, match=r'cuda:2: only 2 CUDA device\(s\) are visible \(cuda:0..cuda:1\)'):
+        d.convert('cuda:2', None, None)
+    train_like = Device(extra=['auto'], allow_index=False)
+    assert train_like.convert('auto', None, None) == 'auto'
+    with pytest.raises(click.BadParameter, match="'cuda:0' is not a supported device; use one of auto, cpu, cuda$"):
+        train_like.convert('cuda:0', None, None)
