@@ -4,6 +4,8 @@ values, and re-running the same command with --resume=auto continues the same ru
 import json
 import os
 
+import numpy as np
+import PIL.Image
 import pytest
 from click.testing import CliRunner
 
@@ -72,6 +74,28 @@ def test_outdir_or_run_dir_that_is_a_file_is_refused(tmp_path, data_path):
         result = CliRunner().invoke(train.main, [f'{k}={v}' for k, v in args.items()] + ['--device=cpu', '-n'])
         assert result.exit_code == 2 and f"'{flag}'" in result.output and 'is an existing file, not a folder' in result.output
     assert (tmp_path / 'file').read_text() == 'keep' and sorted(os.listdir(tmp_path)) == ['file']
+
+
+def test_decompression_bomb_and_bad_labels_are_one_line_naming_the_file(tmp_path, monkeypatch):
+    # train.py -n opens the dataset: a 30000x30000 PNG of a few hundred KB is refused from its header,
+    # and --cond=1 labels that mix classes and vectors name dataset.json; neither decodes the bomb.
+    from tests.test_dataset import _bomb_png, no_decoding_patch
+    bomb_dir = tmp_path / 'bomb'
+    bomb_dir.mkdir()
+    (bomb_dir / 'a.png').write_bytes(_bomb_png(30000, 30000))
+    with no_decoding_patch(monkeypatch):
+        result = CliRunner().invoke(train.main, [f'--outdir={tmp_path}/o', f'--data={bomb_dir}', '--device=cpu', '-n'])
+    assert result.exit_code == 2 and 'Invalid value for --data: ' in result.output and 'a.png: image is 30000x30000; refused before decoding' in result.output
+    labeled = tmp_path / 'labeled'
+    labeled.mkdir()
+    names = [f'img{i}.png' for i in range(4)]
+    for i, name in enumerate(names):
+        PIL.Image.fromarray(np.full([8, 8, 3], 40 * i, dtype=np.uint8)).save(labeled / name)
+    labels = [[n, [1.0, 0.0] if i == 2 else i % 2] for i, n in enumerate(names)]
+    (labeled / 'dataset.json').write_text(json.dumps({'labels': labels}))
+    result = CliRunner().invoke(train.main, [f'--outdir={tmp_path}/o', f'--data={labeled}', '--device=cpu', '--cond=1', '-n'])
+    assert result.exit_code == 2 and 'dataset.json: label of ' in result.output and 'not a mix' in result.output
+    assert not (tmp_path / 'o').exists()
 
 
 @pytest.mark.parametrize('script', ['train', 'generate', 'calc_metrics', 'dataset_tool', 'bench_ops'])
