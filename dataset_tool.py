@@ -84,6 +84,8 @@ class _Source:
                 raise DatasetToolError(f'--source: {path}: truncated or damaged archive ({type(e).__name__}: {e})') from e
         elif not os.path.exists(path):
             raise DatasetToolError(f'--source: {path} does not exist')
+        elif os.path.isfile(path) and path.lower().endswith('.zip'):
+            raise DatasetToolError(f'--source: {path}: truncated or damaged zip archive (no zip directory at its end)')
         else:
             raise DatasetToolError(f'--source: {path} is not a folder, a .zip or a tar archive (.tar, .tar.gz, .tgz, .tar.bz2, .tar.xz)')
 

@@ -210,7 +210,7 @@ def test_dest_around_source_leaves_source_byte_identical(src, tmp_path):
     assert _tree_digest(root) == before and _tree_digest(tmp_path) == beside
 
 
-def test_truncated_tar_gz_is_one_line_naming_the_file(src, tmp_path):
+def test_truncated_archives_are_one_line_naming_the_file(src, tmp_path):
     root, _, _ = src
     full = tmp_path / 'full.tar.gz'
     with tarfile.open(full, 'w:gz') as t:
@@ -223,6 +223,10 @@ def test_truncated_tar_gz_is_one_line_naming_the_file(src, tmp_path):
         lines = res.output.strip().splitlines()
         assert len(lines) == 1 and 'cut.tar.gz: truncated or damaged archive' in lines[0], res.output
         assert 'Compressed file ended before the end-of-stream marker was reached' in lines[0]
+    convert_dataset(root, str(tmp_path / 'full.zip'), verbose=False)
+    (tmp_path / 'cut.zip').write_bytes((tmp_path / 'full.zip').read_bytes()[:300])
+    with pytest.raises(DatasetToolError, match=r'--source: .*cut\.zip: truncated or damaged zip archive'):
+        convert_dataset(str(tmp_path / 'cut.zip'), str(tmp_path / 'o.zip'), verbose=False)
     assert not (tmp_path / 'o.zip').exists()
 
 
