@@ -278,13 +278,15 @@ def parse_resolution(s):
 _DATASET_FILE_RE = re.compile(r'\d{5}/img\d{8}\.png|' + re.escape(LABELS_FNAME))
 
 
-def _foreign_files(folder):
-    """Files under `folder` that dataset_tool did not write (anything but NNNNN/imgNNNNNNNN.png and dataset.json)."""
-    foreign = []
+def _first_foreign_file(folder):
+    """The first file under `folder` that dataset_tool did not write (anything but NNNNN/imgNNNNNNNN.png and
+    dataset.json), or None. Stops at the first one, so a large unrelated folder is not walked to the end."""
     for root, _dirs, files in os.walk(folder):
-        foreign += [os.path.join(root, f) for f in files
-                    if not _DATASET_FILE_RE.fullmatch(os.path.relpath(os.path.join(root, f), folder).replace(os.sep, '/'))]
-    return foreign
+        for f in files:
+            path = os.path.join(root, f)
+            if not _DATASET_FILE_RE.fullmatch(os.path.relpath(path, folder).replace(os.sep, '/')):
+                return path
+    return None
 
 
 def _remove_dataset_folder(folder):
@@ -328,10 +330,10 @@ class _Dest:
         if os.path.isdir(self.dest) and os.path.islink(self.dest):
             raise DatasetToolError(f'--dest: {dest} is a symbolic link; give the real folder or a new path')
         if os.path.isdir(self.dest):
-            foreign = _foreign_files(self.dest)
-            if foreign:
+            foreign = _first_foreign_file(self.dest)
+            if foreign is not None:
                 raise DatasetToolError(f'--dest: {dest} holds files that are not part of a dataset written by dataset_tool '
-                                       f'(e.g. {foreign[0]}); --force replaces only such a dataset. Choose a new or empty folder')
+                                       f'(e.g. {foreign}); --force replaces only such a dataset. Choose a new or empty folder')
         if os.path.exists(self.dest) and not force and (self.is_zip or os.listdir(self.dest)):
             raise DatasetToolError(f'--dest: {dest} already exists; pass --force to overwrite it')
         parent = os.path.dirname(os.path.abspath(self.dest))
