@@ -50,7 +50,7 @@ class StandInMapping(torch.nn.Module):
         self.num_ws = num_ws
 
     def forward(self, z, c, truncation_psi=1, truncation_cutoff=None, update_emas=False):
-        return z[:, None, :].repeat(1, self.num_ws, 1) * truncation_psi
+        return z.to(torch.float32)[:, None, :].repeat(1, self.num_ws, 1) * truncation_psi  # float32 as the real ones
 
 
 class StandInGenerator(torch.nn.Module):
