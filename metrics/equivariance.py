@@ -133,7 +133,7 @@ def bandlimit_filter(mat, a=3, radius=6, up=4, grid_radius=64, dtype=torch.float
     yo = lin[1, 0] * xi + lin[1, 1] * yi
 
     def circular_conv(u, v):
-        return torch.fft.ifft2(torch.fft.fft2(u) * torch.fft.fft2(v)).real
+        return torch.fft.irfft2(torch.fft.rfft2(u) * torch.fft.rfft2(v), s=u.shape)
 
     lowpass = circular_conv(sinc(xi) * sinc(yi), sinc(xo) * sinc(yo))
     window = circular_conv(lanczos_window(xi, a) * lanczos_window(yi, a), lanczos_window(xo, a) * lanczos_window(yo, a))
