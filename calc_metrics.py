@@ -1,4 +1,4 @@
-"""Compute quality metrics (FID, KID, precision/recall, IS, PPL) of a network snapshot, or of every
+"""Compute quality metrics (FID, KID, precision/recall, IS, PPL, equivariance) of a network snapshot, or of every
 snapshot of a training run that has not been evaluated yet, appending NVlabs-style JSONL lines to
 `metric-<name>.jsonl` in the run directory."""
 
@@ -278,6 +278,7 @@ def main(network, metrics, data, mirror, gpus, detector_dir, inception, verbose)
     Recommended: fid50k_full kid50k_full pr50k3_full ppl2_wend is50k
     Legacy:      fid50k kid50k pr50k3 ppl_zfull ppl_wfull ppl_zend ppl_wend
     Quick:       fid<N>k[_full] kid<N>k[_full] pr<N>k<K>[_full] is<N>k, e.g. fid10k_full
+    StyleGAN3:   eqt50k_int eqt50k_frac eqr50k (equivariance PSNRs; quick: eqt<N>k_int eqt<N>k_frac eqr<N>k)
     """
     try:
         calc_metrics(network, metrics, data=data, mirror=mirror, gpus=gpus, detector_dir=detector_dir, inception=inception, verbose=verbose)

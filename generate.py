@@ -14,8 +14,13 @@ Examples:
     # One 4x2 grid image, and a latent interpolation video through seeds 0..3 (frames + mp4).
     python generate.py --network=snap.pt --seeds=0-7 --grid=4x2 --outdir=out
     python generate.py --network=snap.pt --seeds=0-3 --interp-frames=30 --outdir=out
+
+\b
+    # A StyleGAN3 network with its input translated by (0.3, 1) and rotated by 10 degrees (as NVlabs gen_images.py).
+    python generate.py --network=stylegan3-r-afhqv2-512x512.pkl --seeds=2 --translate=0.3,1 --rotate=10 --outdir=out
 """
 
+import math
 import os
 import re
 import time
@@ -66,6 +71,32 @@ def save_png(array, path):
         image.save(f, format='PNG')
 
 
+def make_transform(translate, angle):
+    """The 3x3 float64 matrix [[c, s, tx], [-s, c, ty], [0, 0, 1]] of NVlabs gen_images.py for a translation
+    (tx, ty) (image units) and a rotation `angle` in degrees, c = cos and s = sin of the angle."""
+    rad = angle / 360.0 * np.pi * 2  # the same float64 operations as NVlabs, for the same bits
+    s, c = np.sin(rad), np.cos(rad)
+    return np.array([[c, s, translate[0]], [-s, c, translate[1]], [0, 0, 1]], dtype=np.float64)
+
+
+def has_input_transform(G):
+    """True for StyleGAN3 generators, whose synthesis input takes a user transform (G.synthesis.input.transform)."""
+    return isinstance(getattr(getattr(getattr(G, 'synthesis', None), 'input', None), 'transform', None), torch.Tensor)
+
+
+@torch.no_grad()
+def set_input_transform(G, translate=None, rotate=None):
+    """Set G.synthesis.input.transform to the inverse of make_transform(translate, rotate) (float64 inverse,
+    then the buffer's dtype), as NVlabs gen_images.py does for every StyleGAN3 network (identity by default).
+    A StyleGAN2 network has no input transform: translate/rotate then raise ValueError."""
+    if not has_input_transform(G):
+        if translate is not None or rotate is not None:
+            raise ValueError('--translate/--rotate need a StyleGAN3 network (G.synthesis.input.transform); this one has no input transform')
+        return
+    m = np.linalg.inv(make_transform(translate if translate is not None else (0, 0), rotate if rotate is not None else 0))
+    G.synthesis.input.transform.copy_(torch.from_numpy(m))
+
+
 @torch.no_grad()
 def synthesize(G, ws, noise_mode, batch):
     """Run G.synthesis on ws [N, num_ws, w_dim] in batches; returns uint8 images [N, H, W, C]."""
@@ -86,7 +117,7 @@ def seeds_to_ws(G, seeds, truncation_psi, truncation_cutoff, class_idx, device, 
 
 
 def generate_images(network, seeds, outdir, truncation_psi=1.0, truncation_cutoff=None, class_idx=None,
-                    noise_mode='const', device=None, batch=1, grid=None, interp_frames=0, verbose=True):
+                    noise_mode='const', device=None, batch=1, grid=None, interp_frames=0, translate=None, rotate=None, verbose=True):
     """Generate images and write them under `outdir`.
 
     Args:
@@ -105,6 +136,10 @@ def generate_images(network, seeds, outdir, truncation_psi=1.0, truncation_cutof
         interp_frames:     > 0: write a latent (W) interpolation through the seeds, that many frames per
                            pair of consecutive seeds, as frames/frame%05d.png and interp.mp4 (mp4 only when
                            imageio-ffmpeg is installed).
+        translate:         (x, y) translation of a StyleGAN3 network's input, in image units (None = (0, 0)).
+        rotate:            rotation of a StyleGAN3 network's input in degrees (None = 0). Both as NVlabs
+                           gen_images.py, which sets G.synthesis.input.transform (also of a Generator passed
+                           in) for every StyleGAN3 network; either one given for a StyleGAN2 network raises ValueError.
     Returns:
         List of written file paths.
     """
@@ -124,6 +159,7 @@ def generate_images(network, seeds, outdir, truncation_psi=1.0, truncation_cutof
     else:
         log(f'Loading network from "{network}"...')
         G = network_loader.load_network(network, device=device)['G_ema']
+    set_input_transform(G, translate, rotate)
     os.makedirs(outdir, exist_ok=True)
     ws = seeds_to_ws(G, seeds, truncation_psi, truncation_cutoff, class_idx, device, batch)
     written = []
@@ -193,6 +229,19 @@ def _write_mp4(frames, path, log):
 #----------------------------------------------------------------------------
 # Command line.
 
+def _parse_vec2(ctx, param, value):
+    if value is None:
+        return None
+    parts = value.split(',')
+    try:
+        vec = tuple(float(p) for p in parts)
+    except ValueError:
+        vec = ()
+    if len(vec) != 2 or not all(math.isfinite(v) for v in vec):
+        raise click.BadParameter(f'expected two finite numbers X,Y such as 0.3,1, got {value!r}', ctx=ctx, param=param)
+    return vec
+
+
 def _parse_grid(ctx, param, value):
     if value is None:
         return None
@@ -216,7 +265,11 @@ def _parse_grid(ctx, param, value):
 @click.option('--grid', callback=_parse_grid, default=None, help='Write one WxH grid image (needs W*H seeds)', metavar='WxH')
 @click.option('--interp-frames', type=click.IntRange(min=0), default=0, show_default=True,
               help='Interpolate in W through the seeds with N frames per step (frames + mp4)', metavar='N')
-def cli(network, seeds, truncation_psi, truncation_cutoff, class_idx, noise_mode, outdir, device, batch, grid, interp_frames):
+@click.option('--translate', callback=_parse_vec2, default=None, metavar='X,Y',
+              help='Translate the input of a StyleGAN3 network, in image units  [default: 0,0]')
+@click.option('--rotate', type=dnnlib.cli.FiniteFloat(), default=None, metavar='DEG', help='Rotate the input of a StyleGAN3 network, in degrees  [default: 0]')
+def cli(network, seeds, truncation_psi, truncation_cutoff, class_idx, noise_mode, outdir, device, batch, grid, interp_frames,
+        translate, rotate):
     if not dnnlib.util.is_url(network) and not os.path.isfile(network):
         raise click.BadParameter(f'no such file: {network}', param_hint="'--network'")
     if grid is not None and grid[0] * grid[1] != len(seeds):
@@ -237,6 +290,10 @@ def cli(network, seeds, truncation_psi, truncation_cutoff, class_idx, noise_mode
         raise click.BadParameter('the network is unconditional: remove --class', param_hint="'--class'")
     if class_idx is not None and class_idx >= G.c_dim:
         raise click.BadParameter(f'class {class_idx} is out of range: this network has classes 0..{G.c_dim - 1}', param_hint="'--class'")
+    if (translate is not None or rotate is not None) and not has_input_transform(G):
+        flag = '--translate' if translate is not None else '--rotate'
+        raise click.BadParameter('needs a StyleGAN3 network (G.synthesis.input.transform); this network has no input transform',
+                                 param_hint=f"'{flag}'")
     if truncation_cutoff is not None and truncation_cutoff > G.num_ws:
         raise click.BadParameter(f'{truncation_cutoff} exceeds the number of ws ({G.num_ws})', param_hint="'--trunc-cutoff'")
 
@@ -244,7 +301,7 @@ def cli(network, seeds, truncation_psi, truncation_cutoff, class_idx, noise_mode
     print(f'Seeds: {len(seeds)}, truncation psi={truncation_psi}, cutoff={truncation_cutoff}, noise={noise_mode}, device={device}')
     written = generate_images(G, seeds, outdir, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff,
                               class_idx=class_idx, noise_mode=noise_mode, device=device, batch=batch,
-                              grid=grid, interp_frames=interp_frames)
+                              grid=grid, interp_frames=interp_frames, translate=translate, rotate=rotate)
     print(f'Done: {len(written)} file(s) in {outdir}')
 
 

@@ -7,8 +7,12 @@ Names. Parsed from a scheme so that quick variants need no code:
     pr<N>k<K>[_full]    precision/recall with K nearest neighbours; _full: up to 200k reals, else N thousand
     is<N>k              Inception Score over 10 splits
     ppl2_wend           PPL in W, endpoints, no crop (50k samples); legacy ppl_zfull ppl_wfull ppl_zend ppl_wend (face crop)
-The NVlabs names (fid50k_full, kid50k_full, pr50k3_full, is50k, ppl2_wend, fid50k, kid50k, pr50k3) keep
-their NVlabs meaning, including that '_full' metrics and IS ignore --mirror and the legacy ones do not.
+    eqt<N>k_int         EQ-T, PSNR (dB) under integer translation, N thousand samples (StyleGAN3 generators only)
+    eqt<N>k_frac        EQ-T_frac, fractional translation
+    eqr<N>k             EQ-R, rotation
+The NVlabs names (fid50k_full, kid50k_full, pr50k3_full, is50k, ppl2_wend, eqt50k_int, eqt50k_frac, eqr50k,
+fid50k, kid50k, pr50k3) keep their NVlabs meaning, including that '_full' metrics and IS ignore --mirror and
+the legacy ones do not.
 """
 
 import json
@@ -19,7 +23,7 @@ import time
 import torch
 
 import dnnlib
-from metrics import frechet_inception_distance, inception_score, kernel_inception_distance, metric_utils
+from metrics import equivariance, frechet_inception_distance, inception_score, kernel_inception_distance, metric_utils
 from metrics import perceptual_path_length, precision_recall
 
 #----------------------------------------------------------------------------
@@ -73,6 +77,12 @@ def _ppl(name, space, sampling, crop):
     return fn
 
 
+def _eq(name, n, kind):
+    def fn(opts):
+        return {name: equivariance.compute_equivariance_metrics(opts, num_samples=n, batch_size=4, kinds=(kind,))}
+    return fn
+
+
 _FIXED = {
     'ppl2_wend': ('w', 'end', False),
     'ppl_zfull': ('z', 'full', True),
@@ -86,11 +96,14 @@ _PATTERNS = [
     (re.compile(r'kid([1-9]\d*)k(_full)?'),          lambda m, n: _kid(m, int(n[0]) * 1000, n[1] is not None)),
     (re.compile(r'pr([1-9]\d*)k([1-9]\d*)(_full)?'), lambda m, n: _pr(m, int(n[0]) * 1000, int(n[1]), n[2] is not None)),
     (re.compile(r'is([1-9]\d*)k'),                   lambda m, n: _is(m, int(n[0]) * 1000)),
+    (re.compile(r'eqt([1-9]\d*)k_(int|frac)'),       lambda m, n: _eq(m, int(n[0]) * 1000, n[1])),
+    (re.compile(r'eqr([1-9]\d*)k'),                  lambda m, n: _eq(m, int(n[0]) * 1000, 'rot')),
 ]
 
-RECOMMENDED = ['fid50k_full', 'kid50k_full', 'pr50k3_full', 'ppl2_wend', 'is50k']
+RECOMMENDED = ['fid50k_full', 'kid50k_full', 'pr50k3_full', 'ppl2_wend', 'is50k', 'eqt50k_int', 'eqt50k_frac', 'eqr50k']
 LEGACY = ['fid50k', 'kid50k', 'pr50k3', 'ppl_zfull', 'ppl_wfull', 'ppl_zend', 'ppl_wend']
-QUICK = ['fid10k_full', 'fid5k_full', 'fid2k_full', 'fid1k_full', 'kid10k_full', 'kid1k_full', 'pr10k3_full', 'pr1k3_full', 'is10k', 'is1k']
+QUICK = ['fid10k_full', 'fid5k_full', 'fid2k_full', 'fid1k_full', 'kid10k_full', 'kid1k_full', 'pr10k3_full', 'pr1k3_full', 'is10k', 'is1k',
+         'eqt1k_int', 'eqt1k_frac', 'eqr1k']
 
 
 def _metric_fn(metric):
@@ -115,7 +128,7 @@ def list_valid_metrics():
 
 
 def describe_valid_metrics():
-    return (f'{", ".join(list_valid_metrics())} (or any fid<N>k[_full], kid<N>k[_full], pr<N>k<K>[_full], is<N>k)')
+    return (f'{", ".join(list_valid_metrics())} (or any fid<N>k[_full], kid<N>k[_full], pr<N>k<K>[_full], is<N>k, eqt<N>k_int, eqt<N>k_frac, eqr<N>k)')
 
 #----------------------------------------------------------------------------
 

@@ -162,7 +162,7 @@ def test_two_gloo_processes_match_one(env):
 def test_metric_names():
     for name in metric_main.list_valid_metrics():
         assert metric_main.is_valid_metric(name), name
-    for name in ['fid', 'fid0k', 'fid50', 'pr50k', 'pr50k3full', 'is50k_full', 'kid50k_fulll', 'ppl', 'eqt50k_int', 7]:
+    for name in ['fid', 'fid0k', 'fid50', 'pr50k', 'pr50k3full', 'is50k_full', 'kid50k_fulll', 'ppl', 'eqt50k', 7]:
         assert not metric_main.is_valid_metric(name), name
     with pytest.raises(ValueError, match="Unknown metric 'fid50'.*fid50k_full"):
         metric_main.calc_metric('fid50')
