@@ -188,10 +188,39 @@ def _write_mp4(frames, path, log):
     log(f'Wrote {path}')
     return path
 
+def load_projected_w(path, G):
+    """ws [N, num_ws, w_dim] float32 from a projector.py / NVlabs projected_w.npz (key 'w'), checked against G."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if 'w' not in data:
+                raise ValueError(f'{path}: no array "w" (keys: {", ".join(data.files) or "none"}); expected a projector.py projected_w.npz')
+            ws = data['w']
+    except (OSError, EOFError) as e:
+        raise ValueError(f'{path}: not a readable .npz file ({e})') from e
+    if ws.ndim != 3 or ws.shape[1:] != (G.num_ws, G.w_dim):
+        raise ValueError(f'{path}: w has shape {list(ws.shape)}, this network needs [N, {G.num_ws}, {G.w_dim}] (num_ws, w_dim)')
+    return torch.from_numpy(ws.astype(np.float32))
+
+
+def generate_from_projected_w(G, path, outdir, noise_mode='const', device=None, verbose=True):
+    """Render each w of a projected_w.npz as proj00.png, proj01.png, ... (NVlabs names). Returns the paths."""
+    log = print if verbose else (lambda *a, **k: None)
+    device = torch.device(device if device is not None else ('cuda' if torch.cuda.is_available() else 'cpu'))
+    ws = load_projected_w(path, G).to(device)
+    os.makedirs(outdir, exist_ok=True)
+    written = []
+    for idx, img in enumerate(synthesize(G, ws, noise_mode, 1)):
+        written.append(os.path.join(outdir, f'proj{idx:02d}.png'))
+        save_png(img, written[-1])
+    log(f'Generated {len(written)} image(s) from {path}')
+    return written
+
 #----------------------------------------------------------------------------
 # Command line.
 
 def _parse_seeds(ctx, param, value):
+    if value is None:
+        return None
     try:
         return dnnlib.util.parse_int_list(value)
     except ValueError as e:
@@ -207,9 +236,11 @@ def _parse_grid(ctx, param, value):
     return int(m.group(1)), int(m.group(2))
 
 
-@click.command(help=__doc__)
+@click.command(help=__doc__, context_settings=dict(help_option_names=['-h', '--help']))
 @click.option('--network', 'network', help='Network snapshot (.pt) or NVlabs pickle (.pkl): path or URL', metavar='PATH|URL', required=True)
-@click.option('--seeds', callback=_parse_seeds, help='Seeds, e.g. 0-3,7', metavar='LIST', required=True)
+@click.option('--seeds', callback=_parse_seeds, help='Seeds, e.g. 0-3,7 (required unless --projected-w)', metavar='LIST')
+@click.option('--projected-w', type=click.Path(exists=True, dir_okay=False), default=None, metavar='FILE',
+              help='Render the ws of a projector.py projected_w.npz instead of seeds (proj00.png, ...)')
 @click.option('--trunc', 'truncation_psi', type=float, default=1.0, show_default=True, help='Truncation psi')
 @click.option('--trunc-cutoff', 'truncation_cutoff', type=click.IntRange(min=0), default=None, help='Truncate only the first N ws')
 @click.option('--class', 'class_idx', type=click.IntRange(min=0), default=None, help='Class label (conditional networks)')
@@ -221,9 +252,13 @@ def _parse_grid(ctx, param, value):
 @click.option('--grid', callback=_parse_grid, default=None, help='Write one WxH grid image (needs W*H seeds)', metavar='WxH')
 @click.option('--interp-frames', type=click.IntRange(min=0), default=0, show_default=True,
               help='Interpolate in W through the seeds with N frames per step (frames + mp4)', metavar='N')
-def cli(network, seeds, truncation_psi, truncation_cutoff, class_idx, noise_mode, outdir, device, batch, grid, interp_frames):
+def cli(network, seeds, projected_w, truncation_psi, truncation_cutoff, class_idx, noise_mode, outdir, device, batch, grid, interp_frames):
     if not dnnlib.util.is_url(network) and not os.path.isfile(network):
         raise click.BadParameter(f'no such file: {network}', param_hint="'--network'")
+    if (seeds is None) == (projected_w is None):
+        raise click.UsageError('give either --seeds or --projected-w (exactly one)')
+    if projected_w is not None and (grid is not None or interp_frames):
+        raise click.UsageError('--projected-w renders one image per w: --grid and --interp-frames do not apply')
     if grid is not None and grid[0] * grid[1] != len(seeds):
         raise click.BadParameter(f'a {grid[0]}x{grid[1]} grid needs exactly {grid[0] * grid[1]} seeds, got {len(seeds)}',
                                  param_hint="'--grid'")
@@ -245,6 +280,13 @@ def cli(network, seeds, truncation_psi, truncation_cutoff, class_idx, noise_mode
         G = network_loader.load_network(network, device=device)['G_ema']
     except (ValueError, OSError) as e:
         raise click.ClickException(f'--network: {e}') from e
+    if projected_w is not None:
+        try:
+            written = generate_from_projected_w(G, projected_w, outdir, noise_mode=noise_mode, device=device)
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint="'--projected-w'") from e
+        print(f'Done: {len(written)} file(s) in {outdir}')
+        return
     if G.c_dim > 0 and class_idx is None:
         raise click.BadParameter(f'the network is conditional (c_dim={G.c_dim}): choose a class 0..{G.c_dim - 1}', param_hint="'--class'")
     if G.c_dim == 0 and class_idx is not None:
