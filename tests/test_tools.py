@@ -109,7 +109,7 @@ class StandInVGG(torch.nn.Module):
         f2 = F.relu(F.conv2d(F.avg_pool2d(f1, 2), self.w2, padding=1))
         feats = []
         for f in (x, f1, f2):
-            f = F.normalize(f, dim=1, eps=1e-10) / math.sqrt(f.shape[2] * f.shape[3])
+            f = f / (f.square().sum(dim=1, keepdim=True) + 1e-20).sqrt() / float(f.shape[2] * f.shape[3]) ** 0.5
             feats.append(f.flatten(1))
         return torch.cat(feats, dim=1)
 
@@ -175,8 +175,8 @@ def test_projector_recovers_known_w(vgg_dir):
     target = _quantize(G.synthesis(w_true, noise_mode='const'))[0]
     start_img = _quantize(G.synthesis(G.mapping.w_avg.reshape(1, 1, -1).repeat(1, G.num_ws, 1), noise_mode='const'))[0]
     torch.manual_seed(303)
-    w_steps, dists, G_proj = projector.project(G, target, vgg, num_steps=300, device='cpu', log_every=0)
-    assert w_steps.shape == (300, G.num_ws, G.w_dim)
+    w_steps, dists, G_proj = projector.project(G, target, vgg, num_steps=150, device='cpu', log_every=0)
+    assert w_steps.shape == (150, G.num_ws, G.w_dim)
     assert torch.equal(w_steps[:, 0], w_steps[:, -1])  # one w broadcast to all layers
     proj = _quantize(G_proj.synthesis(w_steps[-1:], noise_mode='const'))[0]
     err, err0 = np.abs(proj.astype(np.float64) - target).mean(), np.abs(start_img.astype(np.float64) - target).mean()
@@ -385,6 +385,17 @@ def test_gen_video_bad_inputs(snap, tmp_path, monkeypatch):
     _one_line_error(_invoke(gen_video.cli, f'--network={path}', '--seeds=0-1', '--translate=0.1', out), '--translate')
     _one_line_error(_invoke(gen_video.cli, f'--network={path}', '--seeds=0-1', '--grid=2by2', out), '--grid')
     assert not os.listdir(tmp_path)
+
+
+def test_gen_video_real_mp4(snap, tmp_path):
+    imageio = pytest.importorskip('imageio')
+    pytest.importorskip('imageio_ffmpeg')
+    path, _ = snap
+    res = _invoke(gen_video.cli, f'--network={path}', '--seeds=0-3', '--grid=2x1', '--w-frames=5', f'--output={tmp_path}/r.mp4')
+    assert res.exit_code == 0, res.output
+    with imageio.get_reader(str(tmp_path / 'r.mp4')) as reader:
+        frames = [f for f in reader]
+    assert len(frames) == 10 and frames[0].shape == (16, 32, 3)
 
 
 @pytest.mark.parametrize('module', [projector, style_mixing, gen_video, generate])
