@@ -14,6 +14,10 @@ Examples:
     # One 4x2 grid image, and a latent interpolation video through seeds 0..3 (frames + mp4).
     python generate.py --network=snap.pt --seeds=0-7 --grid=4x2 --outdir=out
     python generate.py --network=snap.pt --seeds=0-3 --interp-frames=30 --outdir=out
+
+\b
+    # Render the ws saved by projector.py (proj00.png, ...).
+    python generate.py --network=snap.pt --projected-w=out/projected_w.npz --outdir=out
 """
 
 import os
@@ -188,15 +192,19 @@ def _write_mp4(frames, path, log):
     log(f'Wrote {path}')
     return path
 
+
 def load_projected_w(path, G):
     """ws [N, num_ws, w_dim] float32 from a projector.py / NVlabs projected_w.npz (key 'w'), checked against G."""
     try:
-        with np.load(path, allow_pickle=False) as data:
-            if 'w' not in data:
-                raise ValueError(f'{path}: no array "w" (keys: {", ".join(data.files) or "none"}); expected a projector.py projected_w.npz')
-            ws = data['w']
-    except (OSError, EOFError) as e:
+        data = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as e:
         raise ValueError(f'{path}: not a readable .npz file ({e})') from e
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        raise ValueError(f'{path}: a single .npy array, expected a projector.py projected_w.npz holding "w"')
+    with data:
+        if 'w' not in data.files:
+            raise ValueError(f'{path}: no array "w" (keys: {", ".join(data.files) or "none"}); expected a projector.py projected_w.npz')
+        ws = data['w']
     if ws.ndim != 3 or ws.shape[1:] != (G.num_ws, G.w_dim):
         raise ValueError(f'{path}: w has shape {list(ws.shape)}, this network needs [N, {G.num_ws}, {G.w_dim}] (num_ws, w_dim)')
     return torch.from_numpy(ws.astype(np.float32))
@@ -257,8 +265,10 @@ def cli(network, seeds, projected_w, truncation_psi, truncation_cutoff, class_id
         raise click.BadParameter(f'no such file: {network}', param_hint="'--network'")
     if (seeds is None) == (projected_w is None):
         raise click.UsageError('give either --seeds or --projected-w (exactly one)')
-    if projected_w is not None and (grid is not None or interp_frames):
-        raise click.UsageError('--projected-w renders one image per w: --grid and --interp-frames do not apply')
+    if projected_w is not None and (grid is not None or interp_frames or class_idx is not None or truncation_psi != 1
+                                    or truncation_cutoff is not None):
+        raise click.UsageError('--projected-w renders the saved ws as they are, one image each: '
+                               '--grid, --interp-frames, --class, --trunc and --trunc-cutoff do not apply')
     if grid is not None and grid[0] * grid[1] != len(seeds):
         raise click.BadParameter(f'a {grid[0]}x{grid[1]} grid needs exactly {grid[0] * grid[1]} seeds, got {len(seeds)}',
                                  param_hint="'--grid'")
