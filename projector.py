@@ -10,7 +10,8 @@ networks have no noise buffers; only w is optimised there.
 Outputs (as NVlabs): projected_w.npz (key 'w', [1, num_ws, w_dim]), target.png (the target as
 projected: center-cropped and resized to the network's resolution), proj.png (the projection), and
 with --save-video proj.mp4 (target | projection at every step; PNG frames to proj_frames/ without
-imageio-ffmpeg). With several --target images each gets its own folder OUTDIR/NN-NAME/.
+imageio-ffmpeg). With several --target images each gets its own folder OUTDIR/NN-NAME/ (NN = position
+on the command line) and is projected from the same --seed, as if run alone.
 
 proj.png uses the optimised noise buffers; `generate.py --projected-w` renders w alone with the
 network's own noise, so StyleGAN2 images may differ slightly in fine detail (as with NVlabs).
@@ -104,6 +105,7 @@ def project(G, target, vgg16, *, num_steps=1000, w_avg_samples=10000, initial_le
         raise ValueError(f'target has shape {target.shape}, expected {(G.img_resolution, G.img_resolution, G.img_channels)}')
 
     # w_avg and w_std from w_avg_samples mapped z (one w per sample), NVlabs' RandomState(123).
+    log(f'Computing W midpoint and stddev using {w_avg_samples} samples...')
     z_samples = torch.from_numpy(np.random.RandomState(123).randn(w_avg_samples, G.z_dim)).to(device=device, dtype=torch.float32)
     c_samples = generate.class_labels(G, class_idx, w_avg_samples, device)
     with torch.no_grad():
