@@ -18,6 +18,8 @@ Examples:
 \b
     # A StyleGAN3 network with its input translated by (0.3, 1) and rotated by 10 degrees (as NVlabs gen_images.py).
     python generate.py --network=stylegan3-r-afhqv2-512x512.pkl --seeds=2 --translate=0.3,1 --rotate=10 --outdir=out
+    # Render the ws saved by projector.py (proj00.png, ...).
+    python generate.py --network=snap.pt --projected-w=out/projected_w.npz --outdir=out
 """
 
 import math
@@ -226,6 +228,37 @@ def _write_mp4(frames, path, log):
     log(f'Wrote {path}')
     return path
 
+
+def load_projected_w(path, G):
+    """ws [N, num_ws, w_dim] float32 from a projector.py / NVlabs projected_w.npz (key 'w'), checked against G."""
+    try:
+        data = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as e:
+        raise ValueError(f'{path}: not a readable .npz file ({e})') from e
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        raise ValueError(f'{path}: a single .npy array, expected a projector.py projected_w.npz holding "w"')
+    with data:
+        if 'w' not in data.files:
+            raise ValueError(f'{path}: no array "w" (keys: {", ".join(data.files) or "none"}); expected a projector.py projected_w.npz')
+        ws = data['w']
+    if ws.ndim != 3 or ws.shape[1:] != (G.num_ws, G.w_dim):
+        raise ValueError(f'{path}: w has shape {list(ws.shape)}, this network needs [N, {G.num_ws}, {G.w_dim}] (num_ws, w_dim)')
+    return torch.from_numpy(ws.astype(np.float32))
+
+
+def generate_from_projected_w(G, path, outdir, noise_mode='const', device=None, verbose=True):
+    """Render each w of a projected_w.npz as proj00.png, proj01.png, ... (NVlabs names). Returns the paths."""
+    log = print if verbose else (lambda *a, **k: None)
+    device = torch.device(device if device is not None else ('cuda' if torch.cuda.is_available() else 'cpu'))
+    ws = load_projected_w(path, G).to(device)
+    os.makedirs(outdir, exist_ok=True)
+    written = []
+    for idx, img in enumerate(synthesize(G, ws, noise_mode, 1)):
+        written.append(os.path.join(outdir, f'proj{idx:02d}.png'))
+        save_png(img, written[-1])
+    log(f'Generated {len(written)} image(s) from {path}')
+    return written
+
 #----------------------------------------------------------------------------
 # Command line.
 
@@ -253,7 +286,9 @@ def _parse_grid(ctx, param, value):
 
 @click.command(help=__doc__, context_settings=dnnlib.cli.CONTEXT_SETTINGS)
 @click.option('--network', 'network', help='Network snapshot (.pt) or NVlabs pickle (.pkl): path or URL', metavar='PATH|URL', required=True)
-@click.option('--seeds', type=dnnlib.cli.SeedList(), help='Seeds, e.g. 0-3,7', metavar='LIST', required=True)
+@click.option('--seeds', type=dnnlib.cli.SeedList(), help='Seeds, e.g. 0-3,7 (required unless --projected-w)', metavar='LIST')
+@click.option('--projected-w', type=click.Path(exists=True, dir_okay=False), default=None, metavar='FILE',
+              help='Render the ws of a projector.py projected_w.npz instead of seeds (proj00.png, ...)')
 @click.option('--trunc', 'truncation_psi', type=dnnlib.cli.FiniteFloat(), default=1.0, show_default=True, help='Truncation psi')
 @click.option('--trunc-cutoff', 'truncation_cutoff', type=click.IntRange(min=0), default=None, help='Truncate only the first N ws')
 @click.option('--class', 'class_idx', type=click.IntRange(min=0), default=None, help='Class label (conditional networks)')
@@ -268,10 +303,16 @@ def _parse_grid(ctx, param, value):
 @click.option('--translate', callback=_parse_vec2, default=None, metavar='X,Y',
               help='Translate the input of a StyleGAN3 network, in image units  [default: 0,0]')
 @click.option('--rotate', type=dnnlib.cli.FiniteFloat(), default=None, metavar='DEG', help='Rotate the input of a StyleGAN3 network, in degrees  [default: 0]')
-def cli(network, seeds, truncation_psi, truncation_cutoff, class_idx, noise_mode, outdir, device, batch, grid, interp_frames,
+def cli(network, seeds, projected_w, truncation_psi, truncation_cutoff, class_idx, noise_mode, outdir, device, batch, grid, interp_frames,
         translate, rotate):
     if not dnnlib.util.is_url(network) and not os.path.isfile(network):
         raise click.BadParameter(f'no such file: {network}', param_hint="'--network'")
+    if (seeds is None) == (projected_w is None):
+        raise click.UsageError('give either --seeds or --projected-w (exactly one)')
+    if projected_w is not None and (grid is not None or interp_frames or class_idx is not None or truncation_psi != 1
+                                    or truncation_cutoff is not None):
+        raise click.UsageError('--projected-w renders the saved ws as they are, one image each: '
+                               '--grid, --interp-frames, --class, --trunc and --trunc-cutoff do not apply')
     if grid is not None and grid[0] * grid[1] != len(seeds):
         raise click.BadParameter(f'a {grid[0]}x{grid[1]} grid needs exactly {grid[0] * grid[1]} seeds, got {len(seeds)}',
                                  param_hint="'--grid'")
@@ -284,6 +325,13 @@ def cli(network, seeds, truncation_psi, truncation_cutoff, class_idx, noise_mode
         G = network_loader.load_network(network, device=device)['G_ema']
     except (ValueError, OSError) as e:
         raise click.ClickException(f'--network: {e}') from e
+    if projected_w is not None:
+        try:
+            written = generate_from_projected_w(G, projected_w, outdir, noise_mode=noise_mode, device=device)
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint="'--projected-w'") from e
+        print(f'Done: {len(written)} file(s) in {outdir}')
+        return
     if G.c_dim > 0 and class_idx is None:
         raise click.BadParameter(f'the network is conditional (c_dim={G.c_dim}): choose a class 0..{G.c_dim - 1}', param_hint="'--class'")
     if G.c_dim == 0 and class_idx is not None:

@@ -13,7 +13,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # setup_ext.py s
 import setup_ext  # noqa: E402  GANFORGE_BUILD_OPS=1 builds the CUDA extensions ahead of time; otherwise a no-op
 
 PACKAGES = ('dnnlib', 'torch_utils', 'ops', 'training', 'metrics')
-SCRIPTS = ['train', 'generate', 'calc_metrics', 'dataset_tool', 'bench_ops', 'setup_ext']
+SCRIPTS = ['train', 'generate', 'calc_metrics', 'dataset_tool', 'bench_ops', 'setup_ext', 'projector', 'style_mixing', 'gen_video']
 
 setup(
     name='ganforge',
