@@ -15,8 +15,8 @@ schedule (Sec. 3.2, Appendix F): geometric from `first_cutoff` to half the outpu
 `num_layers - num_critical` layers, the last `num_critical` layers critically sampled.
 
 fp16 layers (`num_fp16_res`) switch to float32 on CPU. The modulated convolution normalizes the
-styles by their mean square over the whole batch (as NVlabs does), so an image depends slightly on
-the other images of its batch.
+styles by their mean square over the whole batch (as NVlabs does); demodulation cancels that scale up
+to its 1e-8 epsilon and rounding, so an image depends on its batch only at the float-rounding level.
 """
 
 import numpy as np
