@@ -66,7 +66,6 @@ def modulated_conv2d(x, w, s, demodulate=True, padding=0, input_gain=None):
     input magnitude). One grouped convolution over the batch; returns [N, O, H', W'] in x.dtype."""
     batch_size = x.shape[0]
     out_channels, in_channels, kh, kw = w.shape
-    misc.assert_shape(w, [out_channels, in_channels, kh, kw], name='weight')
     misc.assert_shape(x, [batch_size, in_channels, None, None], name='x')
     misc.assert_shape(s, [batch_size, in_channels], name='styles')
 
