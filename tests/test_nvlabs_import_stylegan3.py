@@ -213,3 +213,22 @@ def test_ganforge_snapshot_of_stylegan3_is_plain_data(tmp_path):
     for key, src in (('G', G), ('D', D), ('G_ema', G_ema)):
         _assert_identical(src, out[key], nvlabs=False)
     _assert_same_images(G_ema, out['G_ema'].eval(), torch.eye(3)[[2, 0]], n=2)
+
+
+def test_generate_from_stylegan3_pickle_matches_direct_evaluation(tmp_path, marker):
+    # generate.py on an NVlabs StyleGAN3-R conditional pickle: NVlabs gen_images conventions written out
+    # (z = RandomState(seed).randn(1, z_dim), one-hot c, one seed per forward, uint8 quantization).
+    import PIL.Image
+    from click.testing import CliRunner
+    import generate
+    G, _, G_ema = _nets('r', c_dim=3)
+    pkl = tmp_path / 'stylegan3-r.pkl'
+    pkl.write_bytes(_write(None, None, G_ema, marker))
+    res = CliRunner().invoke(generate.cli, [f'--network={pkl}', '--seeds=4,9', '--class=1', '--trunc=0.6', f'--outdir={tmp_path}/out',
+                                            '--device=cpu'], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    for seed in (4, 9):
+        z = torch.from_numpy(np.random.RandomState(seed).randn(1, 16)).float()
+        img = G_ema(z, torch.eye(3)[[1]], truncation_psi=0.6, noise_mode='const')
+        expected = (img.permute(0, 2, 3, 1) * 127.5 + 128).clamp(0, 255).to(torch.uint8)[0].numpy()
+        assert np.array_equal(np.asarray(PIL.Image.open(tmp_path / 'out' / f'seed{seed:04d}.png')), expected)
