@@ -26,8 +26,8 @@ srun --nodes=2 --ntasks-per-node=8 --gpus-per-node=8 \\
     python train.py --outdir=/shared/runs --data=/shared/ffhq1024.zip --cfg=stylegan2 --batch=64 --resume=auto
 
 \b
-# StyleGAN3 (alias-free), configs T and R; --gamma is required (NVlabs values: e.g. 2 at 256px).
-python train.py --outdir=runs --data=datasets/afhq256.zip --cfg=stylegan3-t --gpus=8 --batch=32 --gamma=2 --mirror=1
+# StyleGAN3 (alias-free), configs stylegan3-t and stylegan3-r; --gamma is required (no preset value).
+python train.py --outdir=runs --data=datasets/afhqv2-512x512.zip --cfg=stylegan3-t --gpus=8 --batch=32 --gamma=8.2 --mirror=1
 
 \b
 # Resume after a crash or preemption: re-run the same command with --resume=auto
