@@ -26,6 +26,10 @@ srun --nodes=2 --ntasks-per-node=8 --gpus-per-node=8 \\
     python train.py --outdir=/shared/runs --data=/shared/ffhq1024.zip --cfg=stylegan2 --batch=64 --resume=auto
 
 \b
+# StyleGAN3 (alias-free), configs stylegan3-t and stylegan3-r; --gamma is required (no preset value).
+python train.py --outdir=runs --data=datasets/afhqv2-512x512.zip --cfg=stylegan3-t --gpus=8 --batch=32 --gamma=8.2 --mirror=1
+
+\b
 # Resume after a crash or preemption: re-run the same command with --resume=auto
 # (continues the newest run in --outdir with the same description), or name a checkpoint.
 python train.py --outdir=runs --data=demo --kimg=20 --resume=auto
@@ -56,10 +60,14 @@ CFG_SPECS = {
     'paper1024':   dict(ref_gpus=8,  kimg=25000,  mb=32, mbstd=4,  fmaps=1,   lrate=0.002,  gamma=2,    ema=10,  ramp=None, map=8),
     'cifar':       dict(ref_gpus=2,  kimg=100000, mb=64, mbstd=32, fmaps=1,   lrate=0.0025, gamma=0.01, ema=500, ramp=0.05, map=2),
     'progressive': dict(ref_gpus=-1, kimg=12000,  mb=-1, mbstd=-1, fmaps=-1,  lrate=-1,     gamma=-1,   ema=-1,  ramp=0.05, map=8),
+    # NVlabs stylegan3 train.py: --gamma required (None), ema = batch * 10 / 32 (None), D lr 0.002.
+    'stylegan3-t': dict(ref_gpus=8, kimg=25000,  mb=32, mbstd=4,  fmaps=1,   lrate=0.0025, gamma=None, ema=None, ramp=0.05, map=2, dlrate=0.002),
+    'stylegan3-r': dict(ref_gpus=8, kimg=25000,  mb=32, mbstd=4,  fmaps=1,   lrate=0.0025, gamma=None, ema=None, ramp=0.05, map=2, dlrate=0.002),
 }
 
 # 'auto' on CPU: small networks and batch so that the quick start shows shapes within minutes
 # (fills only unset --batch/--cbase/--cmax/--tick/--snap; measured ~30 s/kimg on 2 cores).
+# --cfg=stylegan3-t/r on CPU use the same values (R doubles G's cbase/cmax as always).
 CPU_AUTO = dict(batch=8, cbase=1024, cmax=32, tick=1, snap=1, grid=(16, 8))
 
 # NVlabs transfer learning (--resume from network weights): ADA reacts faster and the EMA has no ramp-up.
@@ -91,6 +99,12 @@ def build_config(opts, num_gpus, dry_run=False):
     # Preset: fills only the values the command line leaves unset.
     spec = dnnlib.EasyDict(CFG_SPECS[opts.cfg])
     cpu_auto = opts.cfg in ('auto', 'progressive') and device == 'cpu'
+    stylegan3 = opts.cfg.startswith('stylegan3')
+    if stylegan3 and spec.gamma is None and opts.gamma is None:
+        raise click.BadParameter(f'is required with --cfg={opts.cfg} (R1 weight; NVlabs has no default for StyleGAN3)', param_hint='--gamma')
+    if stylegan3 and device == 'cpu':
+        cpu_auto = True
+        spec.update(ref_gpus=num_gpus, mb=CPU_AUTO['batch'] * num_gpus)
     if spec.ref_gpus < 0:
         spec.ref_gpus = num_gpus
         spec.mb = max(min(num_gpus * min(4096 // resolution, 32), 64), num_gpus) if not cpu_auto else CPU_AUTO['batch'] * num_gpus
@@ -111,18 +125,28 @@ def build_config(opts, num_gpus, dry_run=False):
     c.D_kwargs = dnnlib.EasyDict(class_name='training.networks_stylegan2.Discriminator', channel_base=cbase, channel_max=cmax,
         block_kwargs=dnnlib.EasyDict(), mapping_kwargs=dnnlib.EasyDict(), epilogue_kwargs=dnnlib.EasyDict(mbstd_group_size=mbstd), **fp16)
     c.G_opt_kwargs = dnnlib.EasyDict(class_name='torch.optim.Adam', lr=pick(opts.glr, spec.lrate), betas=[0, 0.99], eps=1e-8)
-    c.D_opt_kwargs = dnnlib.EasyDict(class_name='torch.optim.Adam', lr=pick(opts.dlr, spec.lrate), betas=[0, 0.99], eps=1e-8)
+    c.D_opt_kwargs = dnnlib.EasyDict(class_name='torch.optim.Adam', lr=pick(opts.dlr, spec.get('dlrate', spec.lrate)), betas=[0, 0.99], eps=1e-8)
     c.loss_kwargs = dnnlib.EasyDict(class_name='training.loss.StyleGAN2Loss', r1_gamma=pick(opts.gamma, spec.gamma),
                                     style_mixing_prob=0.9, pl_weight=2)
     if opts.cfg == 'cifar':
         c.loss_kwargs.update(pl_weight=0, style_mixing_prob=0)
         c.D_kwargs.architecture = 'orig'
     c.G_reg_interval, c.D_reg_interval = 4, 16
+    if stylegan3:  # NVlabs: alias-free G, StyleGAN2 D; no style mixing, path length or lazy G regularization
+        c.G_kwargs.class_name = 'training.networks_stylegan3.Generator'
+        c.G_kwargs.magnitude_ema_beta = 0.5 ** (c.batch_size / (20 * 1e3))
+        c.loss_kwargs.update(style_mixing_prob=0, pl_weight=0)
+        c.G_reg_interval = None
+        if opts.cfg == 'stylegan3-r':  # 1x1 convolutions, twice the channels (G only), radial filters, D-input blur
+            c.G_kwargs.update(conv_kernel=1, channel_base=cbase * 2, channel_max=cmax * 2, use_radial_filters=True)
+            c.loss_kwargs.update(blur_init_sigma=10, blur_fade_kimg=c.batch_size * 200 / 32)
     c.total_kimg = pick(opts.kimg, spec.kimg)
-    c.ema_kimg = pick(opts.ema, spec.ema)
+    c.ema_kimg = pick(opts.ema, spec.ema if spec.ema is not None else c.batch_size * 10 / 32)
     c.ema_rampup = spec.ramp
     if opts.resume not in (None, 'auto') and not _is_training_state(opts.resume):
         c.update(TRANSFER_OPTIONS)  # weights only: fine-tuning, as NVlabs train.py does for --resume
+        if 'blur_init_sigma' in c.loss_kwargs:
+            c.loss_kwargs.blur_init_sigma = 0  # NVlabs: no D-input blur when fine-tuning
     c.kimg_per_tick = pick(opts.tick, CPU_AUTO['tick'] if cpu_auto else 4)
     c.image_snapshot_ticks = c.network_snapshot_ticks = pick(opts.snap, CPU_AUTO['snap'] if cpu_auto else 50)
     c.image_grid_size = CPU_AUTO['grid'] if cpu_auto else None

@@ -13,6 +13,12 @@ Tensors are pickled by torch itself, which gives `_rebuild_parameter` / `_rebuil
 Two variants: 'stylegan3' (stylegan3 repo: flat Generator kwargs) and 'ada' (stylegan2-ada-pytorch:
 synthesis options nested in `synthesis_kwargs`, and the attributes that repo does not store removed).
 
+StyleGAN3 (alias-free) generators from training.networks_stylegan3 are written with the stylegan3 layout
+too: their module source is that of networks_stylegan3 (`stylegan3_module_src`, which defines
+SynthesisInput), the discriminator's that of networks_stylegan2 (`D_module_src`); numpy arrays
+(`in_size`, `out_size`, `size`) and numpy float64 sampling rates, cutoffs and half-widths are stored as
+NVlabs stores them.
+
 The default module source is hostile on purpose: it creates a marker file if anyone executes it.
 """
 
@@ -35,7 +41,8 @@ ADA_MISSING_ATTRS = {
     'SynthesisNetwork': ('num_fp16_res',),
     'ToRGBLayer': ('in_channels', 'out_channels', 'w_dim'),
 }
-NUMPY_FLOAT_ATTRS = ('weight_gain', 'act_gain')
+NUMPY_FLOAT_ATTRS = ('weight_gain', 'act_gain', 'in_sampling_rate', 'out_sampling_rate', 'tmp_sampling_rate', 'in_cutoff',
+                     'out_cutoff', 'in_half_width', 'out_half_width', 'sampling_rate', 'bandwidth')
 HOOK_DICTS = ('_backward_pre_hooks', '_backward_hooks', '_forward_hooks', '_forward_hooks_with_kwargs',
               '_forward_hooks_always_called', '_forward_pre_hooks', '_forward_pre_hooks_with_kwargs',
               '_state_dict_hooks', '_state_dict_pre_hooks', '_load_state_dict_pre_hooks', '_load_state_dict_post_hooks')
@@ -44,6 +51,11 @@ HOOK_DICTS = ('_backward_pre_hooks', '_backward_hooks', '_forward_hooks', '_forw
 def hostile_module_src(marker_path):
     return ('"""Pretend NVlabs networks module."""\nimport os\n'
             f'open({str(marker_path)!r}, "w").write("module_src was executed")\n' + '# padding\n' * 50)
+
+
+def stylegan3_module_src(marker_path):
+    """Hostile source that reads as the NVlabs networks_stylegan3 module (it defines SynthesisInput)."""
+    return hostile_module_src(marker_path) + 'class SynthesisInput(torch.nn.Module):\n    pass\n'
 
 
 class Global:
@@ -123,7 +135,9 @@ def persistent_object(module, module_src, variant='stylegan3', root_kwargs=None)
             continue
         if k in NUMPY_FLOAT_ATTRS:
             v = np.float64(v)
-        if v is None or isinstance(v, (bool, int, float, str, list, tuple, np.floating)):
+        if isinstance(v, np.ndarray):
+            v = np.array(v)  # own contiguous copy (sizes are broadcast views)
+        if v is None or isinstance(v, (bool, int, float, str, list, tuple, np.floating, np.ndarray)):
             state[k] = v
     state['_init_args'] = tuple(module.init_args)
     state['_init_kwargs'] = to_easydict(root_kwargs if root_kwargs is not None else dict(module.init_kwargs))
@@ -140,15 +154,15 @@ def ada_generator_kwargs(G):
 
 
 def network_pickle_bytes(G, D, G_ema, module_src, variant='stylegan3', training_set_kwargs=None, G_root_kwargs=None,
-                         augment_pipe=None, protocol=4):
-    """A complete NVlabs-style network pickle as bytes."""
+                         augment_pipe=None, protocol=4, D_module_src=None):
+    """A complete NVlabs-style network pickle as bytes (D_module_src: D's own source, default module_src)."""
     if variant == 'ada' and G_root_kwargs is None:
         G_root_kwargs = ada_generator_kwargs(G_ema)
     data = dict()
     if variant == 'ada':
         data['training_set_kwargs'] = training_set_kwargs
     data['G'] = persistent_object(G, module_src, variant, G_root_kwargs) if G is not None else None
-    data['D'] = persistent_object(D, module_src, variant) if D is not None else None
+    data['D'] = persistent_object(D, D_module_src or module_src, variant) if D is not None else None
     data['G_ema'] = persistent_object(G_ema, module_src, variant, G_root_kwargs)
     data['augment_pipe'] = augment_pipe
     if variant != 'ada':

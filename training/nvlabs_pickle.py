@@ -7,6 +7,11 @@ embedded source is never executed, only hashed. ganforge modules are then built 
 class names and constructor kwargs, and every tensor is loaded by state_dict name and checked against
 the recorded state. Any other global in the pickle is refused with an error that names it.
 
+StyleGAN2 records (stylegan2-ada-pytorch and stylegan3 repos) rebuild into `training.networks_stylegan2`;
+records whose embedded source is the alias-free `networks_stylegan3` module (it defines SynthesisInput)
+rebuild into `training.networks_stylegan3`, with the per-layer sampling design (sizes, rates, cutoffs,
+taps, paddings) compared attribute by attribute.
+
 This module lives in `training` because it maps NVlabs class names onto ganforge's network classes.
 """
 
@@ -37,7 +42,7 @@ class NVlabsRecord:
         self.class_name = class_name
         self.state = state
         self.src_sha256 = src_sha256          # identifies the embedded module source (never executed)
-        self.is_stylegan3 = is_stylegan3      # alias-free StyleGAN3 module, which ganforge does not implement
+        self.is_stylegan3 = is_stylegan3      # from the alias-free networks_stylegan3 module (T and R configs)
 
     def __repr__(self):
         return f'NVlabsRecord({self.class_name})'
@@ -209,7 +214,15 @@ _CHECKED_ATTRS = ('z_dim', 'c_dim', 'w_dim', 'num_ws', 'img_resolution', 'img_ch
                   'resolution', 'in_channels', 'out_channels', 'in_features', 'out_features', 'is_last',
                   'w_avg_beta', 'num_layers', 'group_size', 'num_channels', 'cmap_dim', 'first_layer_idx',
                   'use_noise', 'weight_gain', 'bias_gain', 'act_gain', 'num_conv', 'num_torgb', 'num_fp16_res',
-                  'fused_modconv_default')
+                  'fused_modconv_default',
+                  # StyleGAN3 (networks_stylegan3): input, per-layer sampling design, synthesis schedule.
+                  'channels', 'size', 'sampling_rate', 'bandwidth', 'is_torgb', 'is_critically_sampled', 'in_size',
+                  'out_size', 'in_sampling_rate', 'out_sampling_rate', 'tmp_sampling_rate', 'in_cutoff', 'out_cutoff',
+                  'in_half_width', 'out_half_width', 'conv_kernel', 'magnitude_ema_beta', 'up_factor', 'down_factor',
+                  'up_taps', 'down_taps', 'down_radial', 'layer_names', 'num_critical', 'margin_size', 'output_scale')
+
+_NVLABS_STYLEGAN3_CLASSES = ('FullyConnectedLayer', 'MappingNetwork', 'SynthesisInput', 'SynthesisLayer',
+                             'SynthesisNetwork', 'Generator')
 
 
 def _child(record, name):
@@ -236,6 +249,9 @@ def _nvlabs_init_kwargs(record, what):
         raise ValueError(f'{what}: the pickled {record.class_name} has no recorded constructor arguments (_init_kwargs)')
     args = tuple(_plain_state(state.get('_init_args', ())))
     kwargs = _plain_state(dict(state['_init_kwargs']))
+
+    if record.is_stylegan3:
+        return args, kwargs  # one repo, flat Generator kwargs; every default is the same as ganforge's
 
     if record.class_name == 'Generator':
         kwargs.update(kwargs.pop('synthesis_kwargs', None) or {})
@@ -267,6 +283,7 @@ def _nvlabs_init_kwargs(record, what):
 
 def _same_value(a, b):
     a, b = _plain_state(a), _plain_state(b)
+    a, b = (v.tolist() if isinstance(v, np.ndarray) and not v.dtype.hasobject else v for v in (a, b))
     if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
         return len(a) == len(b) and all(_same_value(x, y) for x, y in zip(a, b))
     if isinstance(a, float) or isinstance(b, float):
@@ -307,11 +324,16 @@ def _nvlabs_network(record, name, key):
     if not isinstance(record, NVlabsRecord):
         raise ValueError(f'{what}: expected an NVlabs network object, got {type(record).__name__}')
     if record.is_stylegan3:
-        raise ValueError(f'{what}: StyleGAN3 (alias-free) networks are not supported; ganforge loads StyleGAN2 networks')
-    if record.class_name not in _NVLABS_NETWORK_CLASSES:
-        raise ValueError(f'{what}: unsupported NVlabs class {record.class_name!r}; ganforge rebuilds '
-                         f'{", ".join(_NVLABS_NETWORK_CLASSES)}')
-    cls = persistence.lookup_class(f'training.networks_stylegan2.{record.class_name}')
+        what += ' (StyleGAN3)'
+        if record.class_name not in _NVLABS_STYLEGAN3_CLASSES:
+            raise ValueError(f'{what}: unsupported NVlabs StyleGAN3 class {record.class_name!r}; ganforge rebuilds '
+                             f'{", ".join(_NVLABS_STYLEGAN3_CLASSES)}')
+        cls = persistence.lookup_class(f'training.networks_stylegan3.{record.class_name}')
+    else:
+        if record.class_name not in _NVLABS_NETWORK_CLASSES:
+            raise ValueError(f'{what}: unsupported NVlabs class {record.class_name!r}; ganforge rebuilds '
+                             f'{", ".join(_NVLABS_NETWORK_CLASSES)}')
+        cls = persistence.lookup_class(f'training.networks_stylegan2.{record.class_name}')
     args, kwargs = _nvlabs_init_kwargs(record, what)
     module = construct_module(cls, args, kwargs, what)
     tensors = dict()

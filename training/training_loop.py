@@ -129,7 +129,7 @@ def setup(c, s):
     s.G = dnnlib.util.construct_class_by_name(**c.G_kwargs, **common).train().requires_grad_(False).to(s.device)
     s.D = dnnlib.util.construct_class_by_name(**c.D_kwargs, **common).train().requires_grad_(False).to(s.device)
     s.G_ema = copy.deepcopy(s.G).eval()
-    s.avg_buffers = [b for name, b in s.G.named_buffers() if name.endswith('_avg') and b.is_floating_point()]
+    s.avg_buffers = [b for name, b in s.G.named_buffers() if name.endswith(('_avg', '_ema')) and b.is_floating_point()]
     s.augment_pipe = s.ada = None
     if c.augment_kwargs is not None and (c.augment_p > 0 or c.ada_target is not None):
         s.augment_pipe = dnnlib.util.construct_class_by_name(**c.augment_kwargs).train().requires_grad_(False).to(s.device)
@@ -196,7 +196,7 @@ def train_step(c, s):
         if s.batch_idx % phase.interval == 0:
             run_phase(c, s, phase, real_img, real_c, phase_z.to(s.device).split(c.batch_gpu), phase_c.to(s.device).split(c.batch_gpu))
 
-    # Average G's running statistics (w_avg) over ranks, so every rank and G_ema hold the global value.
+    # Average G's running statistics (w_avg, StyleGAN3 magnitude_ema) over ranks, so every rank and G_ema hold the global value.
     if c.num_gpus > 1 and len(s.avg_buffers) > 0:
         flat = torch.cat([b.flatten() for b in s.avg_buffers])
         torch.distributed.all_reduce(flat)
