@@ -95,7 +95,11 @@ def _check_record(record, what):
         raise ValueError(f'{what}: malformed module record')
 
 
-def construct_module(cls, init_args, init_kwargs, what):
+# Elements a module may hold beyond the tensors stored for it (non-persistent buffers such as filters).
+MAX_UNSTORED_ELEMENTS = 1 << 24
+
+
+def _construct(cls, init_args, init_kwargs, what):
     # Construction draws random initial weights; keep the caller's RNG stream untouched.
     with torch.random.fork_rng(devices=[]):
         try:
@@ -105,14 +109,12 @@ def construct_module(cls, init_args, init_kwargs, what):
                              f'constructor arguments: {e}') from e
 
 
-@torch.no_grad()
-def load_checked_tensors(module, tensors, what):
-    """Copy `tensors` (state_dict name -> tensor) into `module`, requiring exactly its state_dict keys and shapes."""
-    expected = module.state_dict()
+def _check_tensor_shapes(expected, tensors, what, class_name):
+    """Require exactly the keys of `expected` (the state_dict of a `class_name`) in `tensors`, with the same shapes."""
     missing = [k for k in expected if k not in tensors]
     unexpected = [k for k in tensors if k not in expected]
     if missing or unexpected:
-        raise ValueError(f'{what}: tensors do not match {type(module).__name__}: '
+        raise ValueError(f'{what}: tensors do not match {class_name}: '
                          f'missing {missing[:8]}{" ..." if len(missing) > 8 else ""}, '
                          f'unexpected {unexpected[:8]}{" ..." if len(unexpected) > 8 else ""}')
     for k, ref in expected.items():
@@ -123,6 +125,51 @@ def load_checked_tensors(module, tensors, what):
             raise ValueError(f'{what}: {k} is a {type(t).__name__}, expected a tensor')
         if t.shape != ref.shape:
             raise ValueError(f'{what}: {k}: expected shape {list(ref.shape)}, got {list(t.shape)}')
+
+
+def _stored_elements(tensors):
+    """Elements the stored tensors really hold (each storage once; an expanded view holds no more than its storage)."""
+    storages = dict()
+    for t in tensors.values():
+        if isinstance(t, torch.Tensor):
+            storage = t.untyped_storage()
+            key = (storage.data_ptr(), storage.nbytes()) if storage.nbytes() else id(t)
+            storages[key] = max(storages.get(key, 0), storage.nbytes() // max(t.element_size(), 1))
+    return sum(storages.values())
+
+
+def construct_module(cls, init_args, init_kwargs, what, tensors=None):
+    """Construct `cls(*init_args, **init_kwargs)`. With `tensors` (state_dict name -> the tensors read
+    from the file), first build it with fake tensors (meta storage: nothing is allocated) and require
+    the same names and shapes as `tensors` and no more than MAX_UNSTORED_ELEMENTS elements beyond what
+    `tensors` hold, so that constructor arguments from a file cannot make us allocate more memory than
+    the file brings; only then build it for real."""
+    if tensors is not None:
+        from torch._subclasses.fake_tensor import FakeTensorMode  # meta-backed tensors that tolerate .to('cpu')
+        try:
+            with FakeTensorMode(allow_non_fake_inputs=True):
+                fake = _construct(cls, init_args, init_kwargs, what)
+                expected = fake.state_dict()
+                total = sum(t.numel() for t in list(fake.parameters()) + list(fake.buffers()))
+        except ValueError:
+            raise
+        except Exception as e:  # pylint: disable=broad-except
+            raise ValueError(f'{what}: cannot check the sizes of {persistence.class_name_of(cls)} before building it: '
+                             f'{type(e).__name__}: {e}') from e
+        _check_tensor_shapes(expected, tensors, what, cls.__name__)
+        extra = total - _stored_elements(tensors)
+        if extra > MAX_UNSTORED_ELEMENTS:
+            raise ValueError(f'{what}: {persistence.class_name_of(cls)} built from the recorded constructor arguments '
+                             f'would hold {total} elements, {extra} more than the file stores (at most '
+                             f'{MAX_UNSTORED_ELEMENTS} allowed); refusing to allocate it')
+    return _construct(cls, init_args, init_kwargs, what)
+
+
+@torch.no_grad()
+def load_checked_tensors(module, tensors, what):
+    """Copy `tensors` (state_dict name -> tensor) into `module`, requiring exactly its state_dict keys and shapes."""
+    expected = module.state_dict()
+    _check_tensor_shapes(expected, tensors, what, type(module).__name__)
     module.load_state_dict({k: tensors[k] for k in expected}, strict=True)
 
 
@@ -133,7 +180,8 @@ def record_to_module(record, device='cpu'):
         cls = persistence.lookup_class(record['class_name'])  # ValueError for anything not decorated
     except ImportError as e:
         raise ValueError(f'Unknown network class {record["class_name"]!r}: {e}') from e
-    module = construct_module(cls, tuple(record['init_args']), dict(record['init_kwargs']), record['class_name'])
+    module = construct_module(cls, tuple(record['init_args']), dict(record['init_kwargs']), record['class_name'],
+                              tensors=record['state_dict'])
     load_checked_tensors(module, record['state_dict'], record['class_name'])
     return module.to(device)
 

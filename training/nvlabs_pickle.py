@@ -17,6 +17,7 @@ import hashlib
 import io
 import math
 import pickle
+import pickletools
 import warnings
 
 import numpy as np
@@ -162,12 +163,68 @@ _SAFE_GLOBALS = {
 }
 
 
+# Bounds checked before and after unpickling: the C unpickler sizes its memo by the largest index a
+# pickle names (a 9-byte pickle could ask for gigabytes), and nested containers would make every later
+# recursive walk (kwargs conversion, deepcopy) fail with RecursionError.
+MAX_NESTING = 100               # containers inside containers; an NVlabs network pickle needs about 20
+
+
+def _check_pickle_bounds(data, name):
+    """Refuse memo indices a pickler could not have produced (each PUT names an index at most the number
+    of opcodes read so far, as Python's pickler numbers them 0, 1, 2, ...), without unpickling."""
+    try:
+        for count, (opcode, arg, _pos) in enumerate(pickletools.genops(data)):
+            if opcode.name in ('PUT', 'BINPUT', 'LONG_BINPUT', 'GET', 'BINGET', 'LONG_BINGET') and \
+                    (not isinstance(arg, int) or arg < 0 or arg > count):
+                raise pickle.UnpicklingError(f'{name}: refusing to load: memo index {arg} at opcode {count} '
+                                             f'(a pickler numbers memo entries 0, 1, 2, ...; this one would make '
+                                             f'the unpickler allocate memory for {arg} entries)')
+    except ValueError as e:  # pickletools: truncated or invalid opcodes
+        raise pickle.UnpicklingError(f'{name}: not a valid pickle ({e})') from e
+
+
+def _check_nesting(top, name):
+    """Refuse containers nested deeper than MAX_NESTING, and self-referencing ones (iterative walk)."""
+    stack = [(top, 0, False)]
+    on_path = set()
+    while stack:
+        obj, depth, leaving = stack.pop()
+        if leaving:
+            on_path.discard(id(obj))
+            continue
+        if isinstance(obj, NVlabsRecord):
+            obj = obj.state
+        if isinstance(obj, dict):
+            children = list(obj.keys()) + list(obj.values())
+        elif isinstance(obj, (list, tuple, set, frozenset)):
+            children = list(obj)
+        else:
+            continue
+        if id(obj) in on_path:
+            raise pickle.UnpicklingError(f'{name}: refusing to load: a container in the pickle contains itself')
+        if depth >= MAX_NESTING:
+            raise pickle.UnpicklingError(f'{name}: refusing to load: containers nested more than {MAX_NESTING} deep')
+        on_path.add(id(obj))
+        stack.append((obj, depth, True))
+        stack.extend((child, depth + 1, False) for child in children)
+
+
 class NVlabsUnpickler(pickle.Unpickler):
-    """Unpickler that resolves only the globals an NVlabs network pickle needs (see `_SAFE_GLOBALS`)."""
+    """Unpickler that resolves only the globals an NVlabs network pickle needs (see `_SAFE_GLOBALS`),
+    with memo indices and nesting depth bounded (see `_check_pickle_bounds`, `_check_nesting`)."""
 
     def __init__(self, file, name='pickle'):
         super().__init__(file)
+        self.file = file
         self.name = name
+
+    def load(self):
+        start = self.file.tell()
+        _check_pickle_bounds(self.file.read(), self.name)
+        self.file.seek(start)
+        top = super().load()
+        _check_nesting(top, self.name)
+        return top
 
     def find_class(self, module, name):
         # Python 2 names that protocol <= 2 pickles use (e.g. __builtin__.set); still checked below.
@@ -302,6 +359,20 @@ def _collect_and_verify(record, module, prefix, tensors, what):
         _collect_and_verify(child, rebuilt_children[name], prefix + name + '.', tensors, what)
 
 
+def _record_tensors(record, prefix=''):
+    """The pickled tensors of a record tree by state_dict name (for the size check before construction)."""
+    tensors = dict()
+    non_persistent = record.state.get('_non_persistent_buffers_set') or set()
+    for group in ('_parameters', '_buffers'):
+        for tname, t in (record.state.get(group) or {}).items():
+            if t is not None and not (group == '_buffers' and tname in non_persistent):
+                tensors[prefix + tname] = t
+    for cname, child in (record.state.get('_modules') or {}).items():
+        if isinstance(child, NVlabsRecord):
+            tensors.update(_record_tensors(child, prefix + cname + '.'))
+    return tensors
+
+
 def _nvlabs_network(record, name, key):
     what = f'{name}: {key}'
     if not isinstance(record, NVlabsRecord):
@@ -313,7 +384,7 @@ def _nvlabs_network(record, name, key):
                          f'{", ".join(_NVLABS_NETWORK_CLASSES)}')
     cls = persistence.lookup_class(f'training.networks_stylegan2.{record.class_name}')
     args, kwargs = _nvlabs_init_kwargs(record, what)
-    module = construct_module(cls, args, kwargs, what)
+    module = construct_module(cls, args, kwargs, what, tensors=_record_tensors(record))
     tensors = dict()
     _collect_and_verify(record, module, '', tensors, what)
     load_checked_tensors(module, tensors, what)
@@ -329,7 +400,7 @@ def _nvlabs_augment_pipe(record, name):
             raise ValueError(f'unexpected object {record!r}')
         cls = persistence.lookup_class('training.augment.AugmentPipe')
         args, kwargs = _nvlabs_init_kwargs(record, f'{name}: augment_pipe')
-        module = construct_module(cls, args, kwargs, f'{name}: augment_pipe')
+        module = construct_module(cls, args, kwargs, f'{name}: augment_pipe', tensors=_record_tensors(record))
         tensors = dict()
         _collect_and_verify(record, module, '', tensors, f'{name}: augment_pipe')
         load_checked_tensors(module, tensors, f'{name}: augment_pipe')
