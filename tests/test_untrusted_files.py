@@ -7,10 +7,12 @@ import json
 import os
 import pickle
 import socket
+import sys
 import threading
 import tracemalloc
 import zipfile
 
+import click
 import numpy as np
 import pytest
 import torch
@@ -256,3 +258,54 @@ def test_crafted_cache_is_recomputed(tmp_path, monkeypatch, case, capsys):
     assert 'Ignoring dataset statistics cache' in capsys.readouterr().err
     np.testing.assert_array_equal(again.get_mean_cov()[1], first.get_mean_cov()[1])
     assert metric_utils.FeatureStats.load(str(path), expected_meta=meta).num_items == 12  # rewritten
+
+#----------------------------------------------------------------------------
+# A file naming a class: only registered classes, never an arbitrary import.
+
+@pytest.fixture
+def importable_marker(tmp_path, monkeypatch):
+    """A module `h2_import_marker` on sys.path that writes a marker file when imported."""
+    marker = tmp_path / 'imported'
+    (tmp_path / 'h2_import_marker.py').write_text(f'open({str(marker)!r}, "w").close()\nclass X:\n    pass\n')
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield marker
+    assert 'h2_import_marker' not in sys.modules
+    assert not marker.exists()
+
+
+def test_snapshot_naming_an_unregistered_dataset_class_is_refused(tmp_path, importable_marker):
+    import calc_metrics
+    from click.testing import CliRunner
+    G = mf.TinyGenerator()
+    snap = dict(training_set_kwargs=dict(class_name='h2_import_marker.X', path='x'))
+    with pytest.raises(click.BadParameter, match=r"evil\.pt: training_set_kwargs\.class_name: Unknown dataset class "
+                                                 r"'h2_import_marker\.X'.*tests\.metrics_fixtures\.TinyDataset.*training\.dataset\.ImageFolderDataset"):
+        calc_metrics.dataset_kwargs_for(G, snap, None, None, 'evil.pt')
+    for name in ('training.no_such_module.X', 'training.dataset.Dataset', 'training.dataset.os', 'dnnlib.util.EasyDict'):
+        with pytest.raises(click.BadParameter, match='class_name'):
+            calc_metrics.dataset_kwargs_for(G, dict(training_set_kwargs=dict(class_name=name)), None, None, 'evil.pt')
+    ok = calc_metrics.dataset_kwargs_for(G, dict(training_set_kwargs=dict(class_name='training.dataset.ImageFolderDataset', path='d')),
+                                         None, None, 'ok.pt')
+    assert ok.class_name == 'training.dataset.ImageFolderDataset' and ok.resolution == 8
+
+    # Through the command line, from a ganforge snapshot and from an NVlabs pickle.
+    ds = mf.make_tiny_dataset(str(tmp_path / 'tiny.npz'), num_images=8)
+    det = str(tmp_path / 'det')
+    mf.write_detectors(det)
+    snapshot.save_snapshot(str(tmp_path / 'evil.pt'), G=None, D=None, G_ema=G, training_set_kwargs=dict(class_name='h2_import_marker.X', path=ds))
+    Gn, Dn = _tiny_nets()
+    (tmp_path / 'evil.pkl').write_bytes(W.network_pickle_bytes(Gn, Dn, Gn, 'src', variant='ada',
+                                                               training_set_kwargs=dict(class_name='h2_import_marker.X', path=ds)))
+    for path in ('evil.pt', 'evil.pkl'):
+        result = CliRunner().invoke(calc_metrics.main, ['--network', str(tmp_path / path), '--metrics', 'fid1k_full',
+                                                        '--detector-dir', det, '--quiet'])
+        assert "Unknown dataset class 'h2_import_marker.X'" in result.output
+
+
+def test_registry_kinds_are_separate():
+    assert persistence.lookup_class('tests.metrics_fixtures.TinyDataset', kind='dataset') is mf.TinyDataset
+    with pytest.raises(ValueError, match='Unknown network class'):
+        persistence.lookup_class('tests.metrics_fixtures.TinyDataset')  # a dataset is not a network
+    with pytest.raises(ValueError, match='Unknown dataset class'):
+        persistence.lookup_class('training.networks_stylegan2.Generator', kind='dataset')
+    assert mf.TinyDataset in persistence.registered_classes('dataset')

@@ -24,6 +24,7 @@ import PIL.Image
 import torch
 
 import dnnlib
+from torch_utils import persistence
 
 try:
     import pyspng
@@ -228,6 +229,7 @@ def check_image_shape(shape, fname, resolution=None):
 
 #----------------------------------------------------------------------------
 
+@persistence.register_class('dataset')  # files (snapshots' training_set_kwargs) may name it
 class ImageFolderDataset(Dataset):
     """A folder or zip of images in the NVlabs layout, with optional `dataset.json` labels.
 
