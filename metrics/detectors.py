@@ -262,7 +262,7 @@ _ALLOWED_ATEN = frozenset('''
     repeat reshape view view_as flatten unflatten squeeze squeeze_ unsqueeze unsqueeze_ contiguous clone detach
     copy_ fill_ zero_ to type_as float double half int long bool item numel dim size stride is_floating_point
     is_contiguous tensor scalar_tensor zeros zeros_like ones ones_like full full_like empty empty_like eye
-    arange linspace
+    new_zeros new_ones new_full new_empty new_tensor arange linspace range floordiv is_grad_enabled
     len append extend insert pop list format warn str join startswith endswith lower upper
     Int Float Bool ScalarImplicit IntImplicit FloatImplicit device dtype layout
     __is__ __isnot__ __not__ __and__ __or__ __xor__ __contains__ __getitem__ __derive_index __range_length
@@ -275,13 +275,13 @@ _ALLOWED_PRIM = frozenset('''
     device dtype layout unchecked_cast unchecked_unwrap_optional RaiseException NumToTensor min max abs
     is_cuda is_cpu is_mps is_xpu is_meta is_quantized is_sparse requires_grad data shape TupleIndex TupleUnpack
     ListConstruct ListUnpack TupleConstruct Uninitialized isinstance rangelist AutogradZero
-    unchecked_isinstance type
+    unchecked_isinstance type tolist grad itemsize nbytes id
 '''.split())
 
 # Bare names a TorchScript archive may call: TorchScript builtins and Python type conversions.
 _ALLOWED_BUILTINS = frozenset('''
     annotate uninitialized unchecked_cast isinstance getattr hasattr int float bool str len range enumerate zip
-    list tuple dict min max abs round divmod all any sum
+    list tuple dict min max abs round divmod all any sum complex ord chr hex oct bin sorted reversed
 '''.split())
 
 # Operations refused wherever they appear (even as a member name an archive declares for itself): file,
@@ -289,11 +289,6 @@ _ALLOWED_BUILTINS = frozenset('''
 _DENIED = frozenset('''
     save from_file load manual_seed seed set_ sleep wait fork Print print rpc_async rpc_sync rpc_remote
     set_grad_enabled record_stream share_memory_ system popen open _load_for_mobile
-'''.split())
-
-# Names that refer to types or the archive's constants, never to operations.
-_TYPE_NAMES = frozenset('''
-    Tensor Optional List Dict Tuple NoneType Final Module Any Union Device number Enum Future CONSTANTS
 '''.split())
 
 # Globals the archive's pickles (data.pkl, constants.pkl, debug info) may name, besides its own classes.
@@ -327,6 +322,14 @@ def _dotted(node):
     return '.'.join(reversed(parts))
 
 
+def _is_allowed_aten(op):
+    """An allowed aten op, its in-place variant (`relu_`), or a TorchScript builtin helper (`__getitem__`,
+    `__interpolate`, `__derive_index`: aten names that start with two underscores)."""
+    if op in _DENIED:
+        return False
+    return op in _ALLOWED_ATEN or (op.endswith('_') and op[:-1] in _ALLOWED_ATEN) or re.fullmatch(r'__\w+', op) is not None
+
+
 def _check_op(name, where):
     """Refuse `name` (a dotted reference rooted at torch, ops or math) unless it is an allowed operation."""
     parts = name.split('.')
@@ -339,8 +342,7 @@ def _check_op(name, where):
         if ns not in ('aten', 'prim'):
             raise DetectorCodeError(f'{where}: refusing detector: operation {name} is in the operator namespace '
                                     f'{ns!r}; a feature detector uses only aten and prim operations')
-        allowed = _ALLOWED_ATEN if ns == 'aten' else _ALLOWED_PRIM
-        if op in _DENIED or (op not in allowed and not (ns == 'aten' and re.fullmatch(r'__\w+__', op))):
+        if not (_is_allowed_aten(op) if ns == 'aten' else op in _ALLOWED_PRIM and op not in _DENIED):
             raise DetectorCodeError(f'{where}: refusing detector: operation {ns}::{op} ({name}) is not one a '
                                     f'feature detector needs')
         return
@@ -349,7 +351,7 @@ def _check_op(name, where):
             raise DetectorCodeError(f'{where}: refusing detector: unknown math operation {name}')
         return
     op = '.'.join(parts[1:])
-    if len(parts) != 2 or op in _DENIED or (op not in _ALLOWED_ATEN and not re.fullmatch(r'__\w+__', op)):
+    if len(parts) != 2 or not _is_allowed_aten(op):
         raise DetectorCodeError(f'{where}: refusing detector: operation {name} (aten::{op}) is not one a '
                                 f'feature detector needs')
 
@@ -384,7 +386,7 @@ def _declared_names(tree):
 
 
 def _is_member_or_op(attr, members):
-    return attr not in _DENIED and (attr in members or attr in _ALLOWED_ATEN or attr in _ALLOWED_PRIM)
+    return attr not in _DENIED and (attr in members or _is_allowed_aten(attr) or attr in _ALLOWED_PRIM)
 
 
 def _check_attribute_chain(node, where, members):
@@ -399,13 +401,17 @@ def _check_attribute_chain(node, where, members):
         if name.startswith('__torch__.torch.classes'):
             raise DetectorCodeError(f'{where}: refusing detector: it uses the C++ custom class {name}')
         return
-    if root in _TYPE_NAMES:
-        return
-    while isinstance(node, ast.Attribute):  # value.attr1.attr2...: each attribute a member or an allowed method
-        if not _is_member_or_op(node.attr, members):
-            raise DetectorCodeError(f'{where}: refusing detector: attribute or method {node.attr!r} is neither a '
-                                    f'member of the classes in the archive nor an operation a feature detector needs')
+    chain = []
+    while isinstance(node, ast.Attribute):
+        chain.append(node.attr)
         node = node.value
+    chain.reverse()
+    if root == 'CONSTANTS' and re.fullmatch(r'c\d+', chain[0]):
+        chain = chain[1:]  # CONSTANTS.c0: a tensor constant of the archive
+    for attr in chain:  # value.attr1.attr2...: each attribute a member or an allowed method
+        if not _is_member_or_op(attr, members):
+            raise DetectorCodeError(f'{where}: refusing detector: attribute or method {attr!r} is neither a '
+                                    f'member of the classes in the archive nor an operation a feature detector needs')
 
 
 def _check_code(tree, member, members):
@@ -417,7 +423,7 @@ def _check_code(tree, member, members):
         if isinstance(node, (ast.Import, ast.ImportFrom)):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or '']
             for n in names:
-                if n.split('.')[0] != '__torch__':
+                if n.split('.')[0] not in ('__torch__', 'torch', 'typing', 'math'):
                     raise DetectorCodeError(f'{where}: refusing detector: it imports the module {n}')
         elif isinstance(node, ast.FunctionDef) and node.name == '__setstate__':
             raise DetectorCodeError(f'{where}: refusing detector: it defines {node.name}, which torch.jit.load would run '

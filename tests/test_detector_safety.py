@@ -287,6 +287,10 @@ def _edit_code(data, old, new):
     ('img.save("x")', r"attribute or method 'save'"),
     ('torch.jit.load("x")', r'operation torch\.jit\.load'),
     ('_0 = torch\n    _0.save(img, "x")', r"attribute or method 'save'"),
+    ('_0 = torch.ops\n    _0.aten.save(img, "x")', r'torch\.ops is not an operation reference'),
+    ('CONSTANTS.c0.pin_memory()', r"attribute or method 'pin_memory'"),
+    ('import os', r'imports the module os'),
+    ('torch.set_num_threads(1)', r'operation torch\.set_num_threads'),
 ])
 def test_hand_written_payloads_refused(tmp_path, payload, message):
     data = _save(mf.script(mf.TinyInception(1)))
@@ -313,3 +317,18 @@ def test_foreign_pickle_global_refused():
     with pytest.raises(detectors.DetectorCodeError, match=r'crafted\.pt:archive/data\.pkl: refusing detector: its pickle '
                                                           r'names the global (posix|os|nt)\.system'):
         detectors.check_torchscript_archive(out.getvalue(), 'crafted.pt')
+
+
+def test_full_size_traced_inception_v3_passes(tmp_path):
+    # The full Inception-v3 of pytorch-fid's layout (ganforge's native FID network: the same TF graph the
+    # NVlabs file converts), traced as a converter would: 91 MB of weights, every op of the architecture.
+    from metrics import inception
+    net = inception.InceptionV3FID().eval()
+    img = torch.from_numpy(np.random.RandomState(0).randint(0, 256, size=[1, 3, 64, 64]).astype(np.uint8))
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        traced = torch.jit.trace(net, img, check_trace=False)
+    _write(tmp_path / 'inception-2015-12-05.pt', _save(traced), 'pt')
+    loaded = detectors.get_detector(detectors.INCEPTION, detector_dir=str(tmp_path))
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(img), net(img))
