@@ -54,21 +54,33 @@ def test_memo_get_of_unwritten_index_refused():
 
 def test_deep_nesting_refused_with_a_clear_error():
     nested = []
-    for _ in range(nvlabs_pickle.MAX_NESTING + 5):
+    for _ in range(snapshot.MAX_NESTING + 5):
         nested = [nested]
     data = pickle.dumps({'G_ema': None, 'training_set_kwargs': {'path': nested}}, protocol=2)
-    with pytest.raises(ValueError, match=rf'deep\.pkl: refusing to load: containers nested more than {nvlabs_pickle.MAX_NESTING} deep'):
+    with pytest.raises(ValueError, match=rf'deep\.pkl: refusing to load: containers nested more than {snapshot.MAX_NESTING} deep'):
         nvlabs_pickle.load_nvlabs_pickle(data, 'deep.pkl')
     shallow = pickle.dumps({'G_ema': None, 'training_set_kwargs': {'path': [[[[1]]]]}}, protocol=2)
     with pytest.raises(ValueError, match='not an NVlabs network pickle'):  # nesting fine; then no G_ema
         nvlabs_pickle.load_nvlabs_pickle(shallow, 'shallow.pkl')
 
 
+def test_deeply_nested_snapshot_refused(tmp_path):
+    G, D = _tiny_nets()
+    data = snapshot.make_snapshot(G=G, D=D, G_ema=G)
+    nested = dict()
+    for _ in range(snapshot.MAX_NESTING + 5):
+        nested = dict(path=nested)
+    data['training_set_kwargs'] = nested
+    torch.save(data, tmp_path / 'deep.pt')
+    with pytest.raises(ValueError, match=rf'deep\.pt: refusing to load: containers nested more than {snapshot.MAX_NESTING} deep'):
+        network_loader.load_network(str(tmp_path / 'deep.pt'))
+
+
 def test_self_referencing_container_refused():
     loop = []
     loop.append(loop)
     data = pickle.dumps({'G_ema': None, 'training_set_kwargs': {'path': loop}}, protocol=2)
-    with pytest.raises(ValueError, match='a container in the pickle contains itself'):
+    with pytest.raises(ValueError, match=r'loop\.pkl: refusing to load: a container in the file contains itself'):
         nvlabs_pickle.load_nvlabs_pickle(data, 'loop.pkl')
 
 #----------------------------------------------------------------------------

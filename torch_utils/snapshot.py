@@ -29,6 +29,7 @@ from torch_utils import persistence
 FORMAT = 'ganforge-snapshot'
 VERSION = 1
 NETWORK_KEYS = ('G', 'D', 'G_ema', 'augment_pipe')
+MAX_NESTING = 100  # containers inside containers in a network file; NVlabs pickles need about 20
 
 #----------------------------------------------------------------------------
 # Plain data.
@@ -62,6 +63,34 @@ def to_plain(value, where='value'):
         return tuple(items) if isinstance(value, tuple) else items
     raise TypeError(f'{where}: cannot store a {type(value).__module__}.{type(value).__qualname__} in a snapshot; '
                     f'only numbers, strings, lists, dicts and tensors are allowed')
+
+
+def check_nesting(top, name, max_depth=None, unwrap=lambda obj: obj):
+    """Refuse containers (dicts, lists, tuples, sets) nested deeper than `max_depth`, and containers that
+    contain themselves, so that later recursive walks over data read from a file cannot fail with
+    RecursionError. Iterative; `unwrap` maps other record types onto the container they hold."""
+    max_depth = MAX_NESTING if max_depth is None else max_depth
+    stack = [(top, 0, False)]
+    on_path = set()
+    while stack:
+        obj, depth, leaving = stack.pop()
+        if leaving:
+            on_path.discard(id(obj))
+            continue
+        obj = unwrap(obj)
+        if isinstance(obj, dict):
+            children = list(obj.keys()) + list(obj.values())
+        elif isinstance(obj, (list, tuple, set, frozenset)):
+            children = list(obj)
+        else:
+            continue
+        if id(obj) in on_path:
+            raise ValueError(f'{name}: refusing to load: a container in the file contains itself')
+        if depth >= max_depth:
+            raise ValueError(f'{name}: refusing to load: containers nested more than {max_depth} deep')
+        on_path.add(id(obj))
+        stack.append((obj, depth, True))
+        stack.extend((child, depth + 1, False) for child in children)
 
 
 def _unwrap(module):
@@ -226,6 +255,7 @@ def load_snapshot_bytes(data, name, device='cpu'):
         raise ValueError(f'{name}: refusing to load: the file holds objects that are not plain data ({e})') from e
     except (RuntimeError, EOFError, ValueError, OSError) as e:
         raise ValueError(f'{name}: corrupt or truncated snapshot ({e})') from e
+    check_nesting(snap, name)
     fmt = snap.get('format') if isinstance(snap, dict) else None
     if not isinstance(fmt, str) or not fmt.startswith('ganforge'):
         raise ValueError(f'{name}: not a ganforge snapshot (format {fmt!r}); expected format "ganforge-snapshot"')

@@ -26,7 +26,7 @@ import torch
 import dnnlib
 import dnnlib.util
 from torch_utils import persistence
-from torch_utils.snapshot import construct_module, load_checked_tensors
+from torch_utils.snapshot import check_nesting, construct_module, load_checked_tensors
 
 #----------------------------------------------------------------------------
 # NVlabs pickles: restricted unpickler.
@@ -165,9 +165,7 @@ _SAFE_GLOBALS = {
 
 # Bounds checked before and after unpickling: the C unpickler sizes its memo by the largest index a
 # pickle names (a 9-byte pickle could ask for gigabytes), and nested containers would make every later
-# recursive walk (kwargs conversion, deepcopy) fail with RecursionError.
-MAX_NESTING = 100               # containers inside containers; an NVlabs network pickle needs about 20
-
+# recursive walk (kwargs conversion, deepcopy) fail with RecursionError (`snapshot.check_nesting`).
 
 def _check_pickle_bounds(data, name):
     """Refuse memo indices a pickler could not have produced (each PUT names an index at most the number
@@ -183,35 +181,9 @@ def _check_pickle_bounds(data, name):
         raise pickle.UnpicklingError(f'{name}: not a valid pickle ({e})') from e
 
 
-def _check_nesting(top, name):
-    """Refuse containers nested deeper than MAX_NESTING, and self-referencing ones (iterative walk)."""
-    stack = [(top, 0, False)]
-    on_path = set()
-    while stack:
-        obj, depth, leaving = stack.pop()
-        if leaving:
-            on_path.discard(id(obj))
-            continue
-        if isinstance(obj, NVlabsRecord):
-            obj = obj.state
-        if isinstance(obj, dict):
-            children = list(obj.keys()) + list(obj.values())
-        elif isinstance(obj, (list, tuple, set, frozenset)):
-            children = list(obj)
-        else:
-            continue
-        if id(obj) in on_path:
-            raise pickle.UnpicklingError(f'{name}: refusing to load: a container in the pickle contains itself')
-        if depth >= MAX_NESTING:
-            raise pickle.UnpicklingError(f'{name}: refusing to load: containers nested more than {MAX_NESTING} deep')
-        on_path.add(id(obj))
-        stack.append((obj, depth, True))
-        stack.extend((child, depth + 1, False) for child in children)
-
-
 class NVlabsUnpickler(pickle.Unpickler):
     """Unpickler that resolves only the globals an NVlabs network pickle needs (see `_SAFE_GLOBALS`),
-    with memo indices and nesting depth bounded (see `_check_pickle_bounds`, `_check_nesting`)."""
+    with memo indices and nesting depth bounded (see `_check_pickle_bounds`, `snapshot.check_nesting`)."""
 
     def __init__(self, file, name='pickle'):
         super().__init__(file)
@@ -223,7 +195,7 @@ class NVlabsUnpickler(pickle.Unpickler):
         _check_pickle_bounds(self.file.read(), self.name)
         self.file.seek(start)
         top = super().load()
-        _check_nesting(top, self.name)
+        check_nesting(top, self.name, unwrap=lambda obj: obj.state if isinstance(obj, NVlabsRecord) else obj)
         return top
 
     def find_class(self, module, name):
