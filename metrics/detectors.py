@@ -452,6 +452,9 @@ def _check_pickle(data, member):
         for opcode, arg, _pos in pickletools.genops(data):
             if opcode.name in ('GLOBAL', 'INST'):
                 module, _, name = str(arg).partition(' ')
+            elif opcode.name in ('EXT1', 'EXT2', 'EXT4'):
+                raise DetectorCodeError(f'{member}: refusing detector: pickle names a global through the extension '
+                                        f'registry ({opcode.name} {arg})')
             elif opcode.name == 'STACK_GLOBAL':
                 if len(strings) < 2:
                     raise DetectorCodeError(f'{member}: refusing detector: pickle STACK_GLOBAL without literal names')

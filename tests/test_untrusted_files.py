@@ -21,6 +21,7 @@ import dnnlib
 from metrics import metric_utils
 from tests import metrics_fixtures as mf
 from tests import nvlabs_pickle_writer as W
+from torch_utils import misc
 from torch_utils import persistence
 from torch_utils import snapshot
 from training import network_loader, nvlabs_pickle
@@ -128,6 +129,24 @@ def test_unstored_buffers_bounded_and_only_fake_builds_before_refusal(tmp_path):
     record['init_kwargs']['unstored'] = 16
     assert snapshot.record_to_module(record).scratch.shape == (16,)
     assert BUILDS == ['FakeTensor', 'FakeTensor', 'Tensor']
+
+
+@persistence.persistent_class
+class ConstantNet(torch.nn.Module):
+    """Builds a buffer from the process-wide constant cache (as filters are built)."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer('f', misc.constant([0.125, 7.5, 3.25]).clone())
+
+
+def test_size_check_leaves_no_fake_tensor_in_the_constant_cache():
+    record = snapshot.module_to_record(ConstantNet())
+    misc._constant_cache.clear()
+    net = snapshot.record_to_module(record)
+    assert type(net.f) is torch.Tensor and net.f.tolist() == [0.125, 7.5, 3.25]
+    assert all(type(t) is torch.Tensor for t in misc._constant_cache.values())
+    assert type(misc.constant([0.125, 7.5, 3.25])) is torch.Tensor
 
 
 def test_expanded_view_does_not_pass_as_stored_data():

@@ -24,6 +24,7 @@ import torch
 
 import dnnlib
 import dnnlib.util
+from torch_utils import misc
 from torch_utils import persistence
 
 FORMAT = 'ganforge-snapshot'
@@ -175,6 +176,7 @@ def construct_module(cls, init_args, init_kwargs, what, tensors=None):
     the file brings; only then build it for real."""
     if tensors is not None:
         from torch._subclasses.fake_tensor import FakeTensorMode  # meta-backed tensors that tolerate .to('cpu')
+        cached = set(misc._constant_cache)  # pylint: disable=protected-access
         try:
             with FakeTensorMode(allow_non_fake_inputs=True):
                 fake = _construct(cls, init_args, init_kwargs, what)
@@ -185,6 +187,9 @@ def construct_module(cls, init_args, init_kwargs, what, tensors=None):
         except Exception as e:  # pylint: disable=broad-except
             raise ValueError(f'{what}: cannot check the sizes of {persistence.class_name_of(cls)} before building it: '
                              f'{type(e).__name__}: {e}') from e
+        finally:
+            for key in set(misc._constant_cache) - cached:  # pylint: disable=protected-access
+                del misc._constant_cache[key]  # never keep a fake tensor where real code looks up constants
         _check_tensor_shapes(expected, tensors, what, cls.__name__)
         extra = total - _stored_elements(tensors)
         if extra > MAX_UNSTORED_ELEMENTS:
