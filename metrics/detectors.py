@@ -27,6 +27,7 @@ path is used as given. Either way the statistics cache is keyed by the file's ow
 """
 import ast
 import collections
+import functools
 import io
 import math
 import os
@@ -385,11 +386,29 @@ def _declared_names(tree):
     return members, bound
 
 
-def _is_member_or_op(attr, members):
-    return attr not in _DENIED and (attr in members or _is_allowed_aten(attr) or attr in _ALLOWED_PRIM)
+@functools.lru_cache(maxsize=None)
+def _registered_op_names():
+    """Names of every aten and prim operation this torch knows (what a method call on a tensor can reach)."""
+    names = set()
+    for schema in torch._C._jit_get_all_schemas():  # pylint: disable=protected-access
+        ns, _, op = schema.name.partition('::')
+        if ns in ('aten', 'prim'):
+            names.add(op)
+    return frozenset(names)
 
 
-def _check_attribute_chain(node, where, members):
+def _is_member_or_op(attr, members, called=False):
+    """An attribute or method reached from a value: an allowed operation, or a member the archive's classes
+    declare; a called member may not share its name with an operation outside the allow-list (a tensor's
+    method of that name would run: no aliasing `resize_`)."""
+    if attr in _DENIED:
+        return False
+    if _is_allowed_aten(attr) or attr in _ALLOWED_PRIM:
+        return True
+    return attr in members and not (called and attr in _registered_op_names())
+
+
+def _check_attribute_chain(node, where, members, called):
     """Check an outermost attribute chain: an operation (torch.*, ops.*, math.*), an archive class
     (__torch__.*), a type, or members / tensor methods reached from a local value."""
     name = _dotted(node)
@@ -408,8 +427,8 @@ def _check_attribute_chain(node, where, members):
     chain.reverse()
     if root == 'CONSTANTS' and re.fullmatch(r'c\d+', chain[0]):
         chain = chain[1:]  # CONSTANTS.c0: a tensor constant of the archive
-    for attr in chain:  # value.attr1.attr2...: each attribute a member or an allowed method
-        if not _is_member_or_op(attr, members):
+    for i, attr in enumerate(chain):  # value.attr1.attr2...: each attribute a member or an allowed method
+        if not _is_member_or_op(attr, members, called=called and i == len(chain) - 1):
             raise DetectorCodeError(f'{where}: refusing detector: attribute or method {attr!r} is neither a '
                                     f'member of the classes in the archive nor an operation a feature detector needs')
 
@@ -418,6 +437,7 @@ def _check_code(tree, member, members):
     """Walk one parsed code file; refuse anything outside the allow-lists (see the module docstring)."""
     _, bound = _declared_names(tree)
     inner = {id(n.value) for n in ast.walk(tree) if isinstance(n, ast.Attribute)}  # non-outermost parts of a.b.c
+    called = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
     for node in ast.walk(tree):
         where = f'{member}:{getattr(node, "lineno", "?")}'
         if isinstance(node, (ast.Import, ast.ImportFrom)):
@@ -431,7 +451,7 @@ def _check_code(tree, member, members):
         elif isinstance(node, (ast.Lambda, ast.AsyncFunctionDef, ast.Await, ast.Global, ast.Nonlocal, ast.Delete)):
             raise DetectorCodeError(f'{where}: refusing detector: unexpected {type(node).__name__} statement in TorchScript code')
         elif isinstance(node, ast.Attribute) and id(node) not in inner:
-            _check_attribute_chain(node, where, members)
+            _check_attribute_chain(node, where, members, id(node) in called)
         elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
             fn = node.func.id
             if fn in _DENIED or (fn not in bound and fn not in _ALLOWED_BUILTINS):
@@ -440,7 +460,7 @@ def _check_code(tree, member, members):
                 attr = node.args[1]
                 if not (isinstance(attr, ast.Constant) and isinstance(attr.value, str)):
                     raise DetectorCodeError(f'{where}: refusing detector: {fn}() with a computed attribute name')
-                if not _is_member_or_op(attr.value, members):
+                if not _is_member_or_op(attr.value, members, called=True):  # may be called: be strict
                     raise DetectorCodeError(f'{where}: refusing detector: {fn}(..., {attr.value!r}) names neither a member '
                                             f'of the classes in the archive nor an allowed operation')
 

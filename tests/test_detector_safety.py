@@ -289,6 +289,7 @@ def _edit_code(data, old, new):
     ('_0 = torch\n    _0.save(img, "x")', r"attribute or method 'save'"),
     ('_0 = torch.ops\n    _0.aten.save(img, "x")', r'torch\.ops is not an operation reference'),
     ('CONSTANTS.c0.pin_memory()', r"attribute or method 'pin_memory'"),
+    ('img.resize_([1 << 40])', r"attribute or method 'resize_'"),
     ('import os', r'imports the module os'),
     ('torch.set_num_threads(1)', r'operation torch\.set_num_threads'),
 ])
@@ -303,6 +304,18 @@ def test_hand_written_payloads_refused(tmp_path, payload, message):
 class _SystemCall:
     def __reduce__(self):
         return (os.system, ('echo unreachable',))
+
+
+def test_member_named_like_an_operation_is_no_loophole():
+    # A class that declares a member `resize_` may not thereby call Tensor.resize_ (not on the allow-list).
+    data = _save(mf.script(mf.TinyInception(1)))
+    data = _edit_code(data, 'cls_b : Tensor', 'cls_b : Tensor\n  resize_ : Tensor')
+    data = _edit_code(data, 'proj = self.proj', 'torch.resize_(img, [1 << 40])\n    proj = self.proj')
+    with pytest.raises(detectors.DetectorCodeError, match=r'torch\.resize_'):
+        detectors.check_torchscript_archive(data, 'crafted.pt')
+    data = _edit_code(data, 'torch.resize_(img, [1 << 40])', 'img.resize_([1 << 40])')
+    with pytest.raises(detectors.DetectorCodeError, match=r"attribute or method 'resize_'"):
+        detectors.check_torchscript_archive(data, 'crafted.pt')
 
 
 def test_foreign_pickle_global_refused():
