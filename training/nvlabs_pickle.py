@@ -5,7 +5,9 @@ NVlabs pickles embed the Python source of their networks and execute it when unp
 scalars, plain containers and records of the persistent objects (class name + instance state); the
 embedded source is never executed, only hashed. ganforge modules are then built from the recorded
 class names and constructor kwargs, and every tensor is loaded by state_dict name and checked against
-the recorded state. Any other global in the pickle is refused with an error that names it.
+the recorded state. Any other global in the pickle is refused with an error that names it. Memo
+indices and nesting depth are bounded before and after unpickling, and every network's sizes are
+checked against its pickled tensors before it is allocated (`snapshot.construct_module`).
 
 This module lives in `training` because it maps NVlabs class names onto ganforge's network classes.
 """
