@@ -14,6 +14,7 @@ import torch
 import dnnlib
 import dnnlib.cli
 from metrics import detectors, metric_main
+from torch_utils import persistence
 from training import demo_dataset, network_loader
 
 #----------------------------------------------------------------------------
@@ -122,6 +123,12 @@ def dataset_kwargs_for(G, snap, data, mirror, source):
     elif snap.get('training_set_kwargs'):
         kwargs = dnnlib.EasyDict(snap['training_set_kwargs'])
         kwargs.setdefault('class_name', DEFAULT_DATASET_CLASS)
+        persistence.lookup_class(DEFAULT_DATASET_CLASS, kind='dataset')  # registers ganforge's datasets (listed in errors)
+        try:  # the file names the class: only registered dataset classes, never an arbitrary import
+            persistence.lookup_class(kwargs.class_name, kind='dataset')
+        except (ValueError, ImportError) as e:
+            raise click.BadParameter(f'{source}: training_set_kwargs.class_name: {e}; pass the dataset with --data',
+                                     param_hint='--data') from e
     else:
         raise click.BadParameter(f'{source} records no training set; pass the dataset with --data', param_hint='--data')
     kwargs.resolution = int(G.img_resolution) if hasattr(G, 'img_resolution') else kwargs.get('resolution')
@@ -225,6 +232,7 @@ def calc_metrics(network, metrics, data=None, mirror=None, gpus=1, detector_dir=
 
     args = dnnlib.EasyDict(jobs=jobs, skipped=skipped, metrics=list(metrics), run_dir=run_dir, data=data, mirror=mirror, gpus=gpus,
                            detector_dir=detector_dir, inception=INCEPTION_CHOICES.get(inception, inception), verbose=verbose)
+    args.dataset_classes = persistence.registered_classes('dataset')  # pickled by name: spawned processes register them too
     if verbose:
         print(f'Evaluating {len(jobs)} snapshot(s) on {gpus} process(es): {", ".join(metrics)}', flush=True)
     with tempfile.TemporaryDirectory() as temp_dir:

@@ -160,7 +160,29 @@ def _check_sha256(data_or_path, sha256, what):
                       f'The file is corrupt or not the one expected; delete it and retry.')
 
 
-def open_url(url, cache_dir=None, num_attempts=3, verbose=True, return_filename=False, cache=True, sha256=None, timeout=60):
+URL_TIMEOUT_ENV = 'GANFORGE_URL_TIMEOUT'
+DEFAULT_URL_TIMEOUT = 30.0
+
+
+def url_timeout():
+    """Seconds to wait for a server to connect or to send the next bytes: $GANFORGE_URL_TIMEOUT, else 30."""
+    value = os.environ.get(URL_TIMEOUT_ENV)
+    if not value:
+        return DEFAULT_URL_TIMEOUT
+    try:
+        timeout = float(value)
+    except ValueError:
+        timeout = float('nan')
+    if not (timeout > 0 and timeout < float('inf')):
+        raise ValueError(f'${URL_TIMEOUT_ENV}={value!r}: expected a positive number of seconds')
+    return timeout
+
+
+class URLTimeoutError(IOError):
+    """A server did not connect or did not send data within the timeout."""
+
+
+def open_url(url, cache_dir=None, num_attempts=3, verbose=True, return_filename=False, cache=True, sha256=None, timeout=None):
     """Open a local path, a file:// URL or an http(s) URL and return a binary file object.
 
     http(s) downloads are cached under `cache_dir` (default: the ganforge cache dir 'downloads'),
@@ -175,6 +197,9 @@ def open_url(url, cache_dir=None, num_attempts=3, verbose=True, return_filename=
         return_filename: return a path instead of an open file.
         cache:           cache http(s) downloads (required when return_filename=True).
         sha256:          expected hex SHA-256 of the content, or None.
+        timeout:         seconds to wait for the connection and for each read (default `url_timeout()`);
+                         a server that stays silent that long fails with URLTimeoutError naming the URL,
+                         without further attempts.
     """
     if not isinstance(url, (str, os.PathLike)):
         raise TypeError(f'open_url(): expected a path or URL string, got {type(url).__name__}')
@@ -212,6 +237,7 @@ def open_url(url, cache_dir=None, num_attempts=3, verbose=True, return_filename=
             else:
                 return cache_path if return_filename else open(cache_path, 'rb')
 
+    timeout = url_timeout() if timeout is None else float(timeout)
     data = None
     for attempt in range(num_attempts):
         try:
@@ -219,6 +245,10 @@ def open_url(url, cache_dir=None, num_attempts=3, verbose=True, return_filename=
             _check_sha256(data, sha256, url)
             break
         except (OSError, ValueError) as e:
+            if isinstance(e, TimeoutError) or isinstance(getattr(e, 'reason', None), TimeoutError):
+                raise URLTimeoutError(f'No answer from {url} within {timeout:g} s (connect or read timeout; set '
+                                      f'${URL_TIMEOUT_ENV}=SECONDS to wait longer). On an offline machine, download '
+                                      f'the file elsewhere and pass its local path instead.') from e
             if attempt == num_attempts - 1:
                 raise IOError(f'Failed to download {url} after {num_attempts} attempt(s): {e}. '
                               f'On an offline machine, download the file elsewhere and pass its local path instead.') from e

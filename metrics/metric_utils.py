@@ -11,6 +11,7 @@ generated item g come from a generator seeded with `stream_seed(seed, g)`, which
 import copy
 import hashlib
 import json
+import math
 import os
 import sys
 import time
@@ -141,6 +142,25 @@ def get_feature_detector(name, opts, verbose=False):
     return module, detectors.detector_identity(path)
 
 #----------------------------------------------------------------------------
+
+def _check_npz_sizes(path):
+    """Refuse .npz members whose .npy header declares more data than the member holds (numpy would
+    allocate the declared size before reading)."""
+    with zipfile.ZipFile(path) as zf:
+        for info in zf.infolist():
+            if not info.filename.endswith('.npy'):
+                continue
+            with zf.open(info) as f:
+                version = np.lib.format.read_magic(f)
+                if version == (1, 0):
+                    shape, _fortran, dtype = np.lib.format.read_array_header_1_0(f)
+                elif version == (2, 0):
+                    shape, _fortran, dtype = np.lib.format.read_array_header_2_0(f)
+                else:
+                    raise ValueError(f'{info.filename}: unsupported .npy version {version}')
+            if dtype.hasobject or math.prod(shape) * dtype.itemsize > info.file_size:
+                raise ValueError(f'{info.filename}: declares {dtype} {list(shape)}, more than its {info.file_size} bytes')
+
 
 class FeatureStats:
     """Feature statistics of a set of images: all features (capture_all) and/or float64 running sums
@@ -278,33 +298,57 @@ class FeatureStats:
 
     @staticmethod
     def load(path, expected_meta=None):
-        """Read a file written by `save`; ValueError if it is malformed or its meta differs from `expected_meta`."""
+        """Read a file written by `save`; ValueError if it is malformed or its meta differs from `expected_meta`.
+
+        Every header field is type-checked and every array's dtype and shape checked against the header
+        before anything is allocated from it, so a crafted file is reported, never a crash.
+        """
         try:
+            _check_npz_sizes(path)
             with np.load(path, allow_pickle=False) as data:
-                header = json.loads(bytes(data['header']).decode('utf-8'))
-                arrays = {k: data[k] for k in data.files if k != 'header'}
-        except (OSError, EOFError, KeyError, zipfile.BadZipFile, UnicodeDecodeError, json.JSONDecodeError) as e:
+                raw = data['header']
+                arrays = {k: data[k] for k in data.files if k in ('all_features', 'raw_mean', 'raw_cov')}
+            if raw.dtype != np.uint8 or raw.ndim != 1:
+                raise ValueError(f'malformed header (expected a uint8 vector, got {raw.dtype} {list(raw.shape)})')
+            header = json.loads(bytes(raw).decode('utf-8'))
+        except (OSError, EOFError, KeyError, ValueError, zipfile.BadZipFile) as e:  # JSON/Unicode errors are ValueErrors
             raise ValueError(f'{path}: unreadable feature statistics ({type(e).__name__}: {e})') from e
+        def is_count(v, positive=False):
+            return isinstance(v, int) and not isinstance(v, bool) and v >= (1 if positive else 0)
+        if not isinstance(header, dict):
+            raise ValueError(f'{path}: malformed header (a JSON {type(header).__name__}, expected an object)')
         if expected_meta is not None and header.get('meta') != json.loads(json.dumps(expected_meta, sort_keys=True)):
             raise ValueError(f'{path}: statistics were computed with different options')
-        obj = FeatureStats(capture_all=header['capture_all'], capture_mean_cov=header['capture_mean_cov'], max_items=header['max_items'])
+        checks = dict(capture_all=lambda v: isinstance(v, bool), capture_mean_cov=lambda v: isinstance(v, bool),
+                      max_items=lambda v: v is None or is_count(v), num_items=is_count,
+                      num_features=lambda v: v is None or is_count(v, positive=True))
+        for field, ok in checks.items():
+            if field not in header or not ok(header[field]):
+                raise ValueError(f'{path}: malformed header field {field}: {header.get(field, "<missing>")!r}')
         n, f = header['num_items'], header['num_features']
-        if f is not None:
-            obj.set_num_features(f)
-            obj.num_items = n
-            if obj.capture_all:
-                feats = arrays.get('all_features')
-                if feats is None or feats.shape != (n, f) or feats.dtype != np.float32:
-                    raise ValueError(f'{path}: all_features missing or of wrong shape (expected [{n}, {f}])')
-                obj.all_features = [feats]
-            if obj.capture_mean_cov:
-                mean, cov = arrays.get('raw_mean'), arrays.get('raw_cov')
-                if mean is None or cov is None or mean.shape != (f,) or cov.shape != (f, f):
-                    raise ValueError(f'{path}: raw_mean/raw_cov missing or of wrong shape (expected [{f}] and [{f}, {f}])')
-                obj.raw_mean, obj.raw_cov = mean.astype(np.float64), cov.astype(np.float64)
-            for a in arrays.values():
-                if not np.all(np.isfinite(a)):
-                    raise ValueError(f'{path}: non-finite values in the statistics')
+        if header['max_items'] is not None and n > header['max_items']:
+            raise ValueError(f'{path}: malformed header: num_items {n} exceeds max_items {header["max_items"]}')
+        obj = FeatureStats(capture_all=header['capture_all'], capture_mean_cov=header['capture_mean_cov'], max_items=header['max_items'])
+        if f is None:
+            if n != 0 or arrays:
+                raise ValueError(f'{path}: malformed header: {n} items but no num_features')
+            return obj
+        expected = dict()
+        if obj.capture_all:
+            expected['all_features'] = ((n, f), np.float32)
+        if obj.capture_mean_cov:
+            expected.update(raw_mean=((f,), np.float64), raw_cov=((f, f), np.float64))
+        for key, (shape, dtype) in expected.items():
+            a = arrays.get(key)
+            if a is None or a.shape != shape or a.dtype != dtype:
+                got = 'missing' if a is None else f'{a.dtype} {list(a.shape)}'
+                raise ValueError(f'{path}: {key} {got}, expected {np.dtype(dtype).name} {list(shape)}')
+            if not np.all(np.isfinite(a)):
+                raise ValueError(f'{path}: non-finite values in {key}')
+        obj.num_features, obj.num_items = f, n
+        obj.all_features = [arrays['all_features']] if obj.capture_all else []
+        obj.raw_mean = arrays['raw_mean'] if obj.capture_mean_cov else None
+        obj.raw_cov = arrays['raw_cov'] if obj.capture_mean_cov else None
         return obj
 
 #----------------------------------------------------------------------------

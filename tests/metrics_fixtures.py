@@ -37,6 +37,7 @@ def make_tiny_dataset(path, num_images=48, resolution=8, channels=3, num_classes
     return path
 
 
+@persistence.register_class('dataset')
 class TinyDataset(torch.utils.data.Dataset):
     """NVlabs dataset interface over an .npz written by make_tiny_dataset."""
 

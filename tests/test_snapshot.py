@@ -227,7 +227,7 @@ def test_refused_content_is_told_apart_from_a_damaged_file(tmp_path):
 def test_deep_nesting_is_refused_without_recursion_error(tmp_path):
     path = tmp_path / 'deep.pt'
     _deeply_nested_pt(path, 100_000)
-    with pytest.raises(snapshot.SnapshotRefusedError, match=r'deep\.pt: refused: containers nested more than 64 levels'):
+    with pytest.raises(snapshot.SnapshotRefusedError, match=rf'deep\.pt: refusing to load: containers nested more than {snapshot.MAX_NESTING} deep'):
         network_loader.load_network(str(path))
     _deeply_nested_pt(path, snapshot.MAX_NESTING - 1)  # within the limit: read, then refused for what it is
     with pytest.raises(ValueError, match='not a ganforge snapshot') as info:

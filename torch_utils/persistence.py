@@ -10,7 +10,9 @@
     persistence.class_name_of(G)    # 'training.networks_stylegan2.Generator'
 
 Only classes decorated here can be rebuilt from a snapshot (`lookup_class`), which keeps a
-malicious snapshot from naming an arbitrary callable such as `os.system`.
+malicious snapshot from naming an arbitrary callable such as `os.system`. Other classes that a file
+may name (the dataset class in a snapshot's training_set_kwargs) are looked up the same way in a
+registry of their own kind (`register_class('dataset')`, `lookup_class(name, kind='dataset')`).
 """
 
 import copy
@@ -18,6 +20,7 @@ import functools
 import importlib
 
 _registry = dict()  # 'module.QualName' -> class
+_kind_registries = dict()  # kind (e.g. 'dataset') -> {'module.QualName': class}
 
 # Modules whose decorated classes may be imported on demand when a snapshot names them.
 ALLOWED_MODULE_PREFIXES = ('training.', 'metrics.', 'ops.', 'torch_utils.')
@@ -56,17 +59,37 @@ def class_name_of(obj):
     return f'{cls.__module__}.{cls.__qualname__}'
 
 
-def lookup_class(class_name):
-    """Return the persistent class named `class_name`, importing its module if it is a ganforge module.
+def register_class(kind):
+    """Class decorator: allow files to name this class where a class of `kind` is expected (e.g. 'dataset')."""
+    def decorator(cls):
+        _kind_registries.setdefault(kind, dict())[class_name_of(cls)] = cls
+        return cls
+    return decorator
 
-    Raises ValueError for names that are not decorated ganforge classes.
+
+def registered_classes(kind):
+    """The classes registered under `kind`, sorted by name."""
+    return [cls for _name, cls in sorted(_kind_registries.get(kind, dict()).items())]
+
+
+def lookup_class(class_name, kind=None):
+    """Return the persistent class (or, with `kind`, the class registered under that kind) named
+    `class_name`, importing its module if it is a ganforge module.
+
+    Raises ValueError for names that are not such classes.
     """
-    if class_name in _registry:
-        return _registry[class_name]
+    registry = _registry if kind is None else _kind_registries.setdefault(kind, dict())
+    if not isinstance(class_name, str):
+        raise ValueError(f'Invalid class name {class_name!r}: expected a string')
+    if class_name in registry:
+        return registry[class_name]
     module_name = class_name.rpartition('.')[0]
     if module_name and module_name.startswith(ALLOWED_MODULE_PREFIXES):
         importlib.import_module(module_name)  # registers its classes
-    if class_name not in _registry:
-        raise ValueError(f'Unknown network class {class_name!r}: only ganforge persistent classes '
-                         f'(modules {", ".join(p + "*" for p in ALLOWED_MODULE_PREFIXES)}) can be rebuilt from a snapshot')
-    return _registry[class_name]
+    if class_name not in registry:
+        if kind is None:
+            raise ValueError(f'Unknown network class {class_name!r}: only ganforge persistent classes '
+                             f'(modules {", ".join(p + "*" for p in ALLOWED_MODULE_PREFIXES)}) can be rebuilt from a snapshot')
+        raise ValueError(f'Unknown {kind} class {class_name!r}: a file may only name a registered {kind} class '
+                         f'({", ".join(sorted(registry)) or "none registered"})')
+    return registry[class_name]

@@ -24,11 +24,13 @@ import torch
 
 import dnnlib
 import dnnlib.util
+from torch_utils import misc
 from torch_utils import persistence
 
 FORMAT = 'ganforge-snapshot'
 VERSION = 1
 NETWORK_KEYS = ('G', 'D', 'G_ema', 'augment_pipe')
+MAX_NESTING = 100  # containers inside containers in a network file; NVlabs pickles need about 20
 
 #----------------------------------------------------------------------------
 # Plain data.
@@ -64,6 +66,46 @@ def to_plain(value, where='value'):
                     f'only numbers, strings, lists, dicts and tensors are allowed')
 
 
+class SnapshotError(ValueError):
+    """A snapshot or checkpoint file cannot be used; the message names the file."""
+
+
+class SnapshotCorruptError(SnapshotError):
+    """The file is truncated or damaged (deleting it and using an older one is the remedy)."""
+
+
+class SnapshotRefusedError(SnapshotError):
+    """The file is readable but holds content that is refused: objects that are not plain data, or absurd nesting."""
+
+
+def check_nesting(top, name, max_depth=None, unwrap=lambda obj: obj):
+    """Refuse containers (dicts, lists, tuples, sets) nested deeper than `max_depth`, and containers that
+    contain themselves, so that later recursive walks over data read from a file cannot fail with
+    RecursionError. Iterative; `unwrap` maps other record types onto the container they hold."""
+    max_depth = MAX_NESTING if max_depth is None else max_depth
+    stack = [(top, 0, False)]
+    on_path = set()
+    while stack:
+        obj, depth, leaving = stack.pop()
+        if leaving:
+            on_path.discard(id(obj))
+            continue
+        obj = unwrap(obj)
+        if isinstance(obj, dict):
+            children = list(obj.keys()) + list(obj.values())
+        elif isinstance(obj, (list, tuple, set, frozenset)):
+            children = list(obj)
+        else:
+            continue
+        if id(obj) in on_path:
+            raise SnapshotRefusedError(f'{name}: refusing to load: a container in the file contains itself')
+        if depth >= max_depth:
+            raise SnapshotRefusedError(f'{name}: refusing to load: containers nested more than {max_depth} deep')
+        on_path.add(id(obj))
+        stack.append((obj, depth, True))
+        stack.extend((child, depth + 1, False) for child in children)
+
+
 def _unwrap(module):
     if isinstance(module, torch.nn.parallel.DistributedDataParallel):
         module = module.module
@@ -95,7 +137,11 @@ def _check_record(record, what):
         raise ValueError(f'{what}: malformed module record')
 
 
-def construct_module(cls, init_args, init_kwargs, what):
+# Elements a module may hold beyond the tensors stored for it (non-persistent buffers such as filters).
+MAX_UNSTORED_ELEMENTS = 1 << 24
+
+
+def _construct(cls, init_args, init_kwargs, what):
     # Construction draws random initial weights; keep the caller's RNG stream untouched.
     with torch.random.fork_rng(devices=[]):
         try:
@@ -105,14 +151,12 @@ def construct_module(cls, init_args, init_kwargs, what):
                              f'constructor arguments: {e}') from e
 
 
-@torch.no_grad()
-def load_checked_tensors(module, tensors, what):
-    """Copy `tensors` (state_dict name -> tensor) into `module`, requiring exactly its state_dict keys and shapes."""
-    expected = module.state_dict()
+def _check_tensor_shapes(expected, tensors, what, class_name):
+    """Require exactly the keys of `expected` (the state_dict of a `class_name`) in `tensors`, with the same shapes."""
     missing = [k for k in expected if k not in tensors]
     unexpected = [k for k in tensors if k not in expected]
     if missing or unexpected:
-        raise ValueError(f'{what}: tensors do not match {type(module).__name__}: '
+        raise ValueError(f'{what}: tensors do not match {class_name}: '
                          f'missing {missing[:8]}{" ..." if len(missing) > 8 else ""}, '
                          f'unexpected {unexpected[:8]}{" ..." if len(unexpected) > 8 else ""}')
     for k, ref in expected.items():
@@ -123,6 +167,55 @@ def load_checked_tensors(module, tensors, what):
             raise ValueError(f'{what}: {k} is a {type(t).__name__}, expected a tensor')
         if t.shape != ref.shape:
             raise ValueError(f'{what}: {k}: expected shape {list(ref.shape)}, got {list(t.shape)}')
+
+
+def _stored_elements(tensors):
+    """Elements the stored tensors really hold (each storage once; an expanded view holds no more than its storage)."""
+    storages = dict()
+    for t in tensors.values():
+        if isinstance(t, torch.Tensor):
+            storage = t.untyped_storage()
+            key = (storage.data_ptr(), storage.nbytes()) if storage.nbytes() else id(t)
+            storages[key] = max(storages.get(key, 0), storage.nbytes() // max(t.element_size(), 1))
+    return sum(storages.values())
+
+
+def construct_module(cls, init_args, init_kwargs, what, tensors=None):
+    """Construct `cls(*init_args, **init_kwargs)`. With `tensors` (state_dict name -> the tensors read
+    from the file), first build it with fake tensors (meta storage: nothing is allocated) and require
+    the same names and shapes as `tensors` and no more than MAX_UNSTORED_ELEMENTS elements beyond what
+    `tensors` hold, so that constructor arguments from a file cannot make us allocate more memory than
+    the file brings; only then build it for real."""
+    if tensors is not None:
+        from torch._subclasses.fake_tensor import FakeTensorMode  # meta-backed tensors that tolerate .to('cpu')
+        cached = set(misc._constant_cache)  # pylint: disable=protected-access
+        try:
+            with FakeTensorMode(allow_non_fake_inputs=True):
+                fake = _construct(cls, init_args, init_kwargs, what)
+                expected = fake.state_dict()
+                total = sum(t.numel() for t in list(fake.parameters()) + list(fake.buffers()))
+        except ValueError:
+            raise
+        except Exception as e:  # pylint: disable=broad-except
+            raise ValueError(f'{what}: cannot check the sizes of {persistence.class_name_of(cls)} before building it: '
+                             f'{type(e).__name__}: {e}') from e
+        finally:
+            for key in set(misc._constant_cache) - cached:  # pylint: disable=protected-access
+                del misc._constant_cache[key]  # never keep a fake tensor where real code looks up constants
+        _check_tensor_shapes(expected, tensors, what, cls.__name__)
+        extra = total - _stored_elements(tensors)
+        if extra > MAX_UNSTORED_ELEMENTS:
+            raise ValueError(f'{what}: {persistence.class_name_of(cls)} built from the recorded constructor arguments '
+                             f'would hold {total} elements, {extra} more than the file stores (at most '
+                             f'{MAX_UNSTORED_ELEMENTS} allowed); refusing to allocate it')
+    return _construct(cls, init_args, init_kwargs, what)
+
+
+@torch.no_grad()
+def load_checked_tensors(module, tensors, what):
+    """Copy `tensors` (state_dict name -> tensor) into `module`, requiring exactly its state_dict keys and shapes."""
+    expected = module.state_dict()
+    _check_tensor_shapes(expected, tensors, what, type(module).__name__)
     module.load_state_dict({k: tensors[k] for k in expected}, strict=True)
 
 
@@ -133,7 +226,8 @@ def record_to_module(record, device='cpu'):
         cls = persistence.lookup_class(record['class_name'])  # ValueError for anything not decorated
     except ImportError as e:
         raise ValueError(f'Unknown network class {record["class_name"]!r}: {e}') from e
-    module = construct_module(cls, tuple(record['init_args']), dict(record['init_kwargs']), record['class_name'])
+    module = construct_module(cls, tuple(record['init_args']), dict(record['init_kwargs']), record['class_name'],
+                              tensors=record['state_dict'])
     load_checked_tensors(module, record['state_dict'], record['class_name'])
     return module.to(device)
 
@@ -165,37 +259,6 @@ def save_snapshot(path, *, G, D, G_ema, augment_pipe=None, training_set_kwargs=N
 #----------------------------------------------------------------------------
 # Loading.
 
-MAX_NESTING = 64  # deepest container nesting accepted in a loaded file (real snapshots nest about 6 deep)
-
-
-class SnapshotError(ValueError):
-    """A snapshot or checkpoint file cannot be used; the message names the file."""
-
-
-class SnapshotCorruptError(SnapshotError):
-    """The file is truncated or damaged (deleting it and using an older one is the remedy)."""
-
-
-class SnapshotRefusedError(SnapshotError):
-    """The file is readable but holds content that is refused: objects that are not plain data, or absurd nesting."""
-
-
-def _check_nesting(value, name, limit=MAX_NESTING):
-    """Raise SnapshotRefusedError if dicts/lists/tuples nest deeper than `limit` (checked without recursion)."""
-    stack = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict):
-            children = list(item.values())
-        elif isinstance(item, (list, tuple)):
-            children = item
-        else:
-            continue
-        if depth > limit:
-            raise SnapshotRefusedError(f'{name}: refused: containers nested more than {limit} levels deep (not a ganforge or NVlabs file)')
-        stack.extend((child, depth + 1) for child in children)
-
-
 def load_plain(file, name):
     """torch.load(weights_only=True) of a path or file object, with the failure classified:
     SnapshotRefusedError for objects that are not plain data or absurd nesting, SnapshotCorruptError
@@ -207,7 +270,7 @@ def load_plain(file, name):
         raise SnapshotRefusedError(f'{name}: refused: holds objects that are not plain data ({first})') from e
     except (RuntimeError, EOFError, ValueError, OSError, KeyError, IndexError) as e:
         raise SnapshotCorruptError(f'{name}: corrupt or truncated file ({type(e).__name__}: {e})') from e
-    _check_nesting(data, name)
+    check_nesting(data, name)
     return data
 
 

@@ -26,6 +26,7 @@ import PIL.Image
 import torch
 
 import dnnlib
+from torch_utils import persistence
 
 try:
     import pyspng
@@ -300,6 +301,7 @@ def _short(value, limit=60):
 
 #----------------------------------------------------------------------------
 
+@persistence.register_class('dataset')  # files (snapshots' training_set_kwargs) may name it
 class ImageFolderDataset(Dataset):
     """A folder or zip of images in the NVlabs layout, with optional `dataset.json` labels.
 

@@ -5,7 +5,9 @@ NVlabs pickles embed the Python source of their networks and execute it when unp
 scalars, plain containers and records of the persistent objects (class name + instance state); the
 embedded source is never executed, only hashed. ganforge modules are then built from the recorded
 class names and constructor kwargs, and every tensor is loaded by state_dict name and checked against
-the recorded state. Any other global in the pickle is refused with an error that names it.
+the recorded state. Any other global in the pickle is refused with an error that names it. Memo
+indices and nesting depth are bounded before and after unpickling, and every network's sizes are
+checked against its pickled tensors before it is allocated (`snapshot.construct_module`).
 
 StyleGAN2 records (stylegan2-ada-pytorch and stylegan3 repos) rebuild into `training.networks_stylegan2`;
 records whose embedded source is the alias-free `networks_stylegan3` module (it defines SynthesisInput)
@@ -22,6 +24,7 @@ import hashlib
 import io
 import math
 import pickle
+import pickletools
 import warnings
 
 import numpy as np
@@ -30,7 +33,7 @@ import torch
 import dnnlib
 import dnnlib.util
 from torch_utils import persistence
-from torch_utils.snapshot import construct_module, load_checked_tensors
+from torch_utils.snapshot import check_nesting, construct_module, load_checked_tensors
 
 #----------------------------------------------------------------------------
 # NVlabs pickles: restricted unpickler.
@@ -167,12 +170,40 @@ _SAFE_GLOBALS = {
 }
 
 
+# Bounds checked before and after unpickling: the C unpickler sizes its memo by the largest index a
+# pickle names (a 9-byte pickle could ask for gigabytes), and nested containers would make every later
+# recursive walk (kwargs conversion, deepcopy) fail with RecursionError (`snapshot.check_nesting`).
+
+def _check_pickle_bounds(data, name):
+    """Refuse memo indices a pickler could not have produced (each PUT names an index at most the number
+    of opcodes read so far, as Python's pickler numbers them 0, 1, 2, ...), without unpickling."""
+    try:
+        for count, (opcode, arg, _pos) in enumerate(pickletools.genops(data)):
+            if opcode.name in ('PUT', 'BINPUT', 'LONG_BINPUT', 'GET', 'BINGET', 'LONG_BINGET') and \
+                    (not isinstance(arg, int) or arg < 0 or arg > count):
+                raise pickle.UnpicklingError(f'{name}: refusing to load: memo index {arg} at opcode {count} '
+                                             f'(a pickler numbers memo entries 0, 1, 2, ...; this one would make '
+                                             f'the unpickler allocate memory for {arg} entries)')
+    except ValueError as e:  # pickletools: truncated or invalid opcodes
+        raise pickle.UnpicklingError(f'{name}: not a valid pickle ({e})') from e
+
+
 class NVlabsUnpickler(pickle.Unpickler):
-    """Unpickler that resolves only the globals an NVlabs network pickle needs (see `_SAFE_GLOBALS`)."""
+    """Unpickler that resolves only the globals an NVlabs network pickle needs (see `_SAFE_GLOBALS`),
+    with memo indices and nesting depth bounded (see `_check_pickle_bounds`, `snapshot.check_nesting`)."""
 
     def __init__(self, file, name='pickle'):
         super().__init__(file)
+        self.file = file
         self.name = name
+
+    def load(self):
+        start = self.file.tell()
+        _check_pickle_bounds(self.file.read(), self.name)
+        self.file.seek(start)
+        top = super().load()
+        check_nesting(top, self.name, unwrap=lambda obj: obj.state if isinstance(obj, NVlabsRecord) else obj)
+        return top
 
     def find_class(self, module, name):
         # Python 2 names that protocol <= 2 pickles use (e.g. __builtin__.set); still checked below.
@@ -319,6 +350,20 @@ def _collect_and_verify(record, module, prefix, tensors, what):
         _collect_and_verify(child, rebuilt_children[name], prefix + name + '.', tensors, what)
 
 
+def _record_tensors(record, prefix=''):
+    """The pickled tensors of a record tree by state_dict name (for the size check before construction)."""
+    tensors = dict()
+    non_persistent = record.state.get('_non_persistent_buffers_set') or set()
+    for group in ('_parameters', '_buffers'):
+        for tname, t in (record.state.get(group) or {}).items():
+            if t is not None and not (group == '_buffers' and tname in non_persistent):
+                tensors[prefix + tname] = t
+    for cname, child in (record.state.get('_modules') or {}).items():
+        if isinstance(child, NVlabsRecord):
+            tensors.update(_record_tensors(child, prefix + cname + '.'))
+    return tensors
+
+
 def _nvlabs_network(record, name, key):
     what = f'{name}: {key}'
     if not isinstance(record, NVlabsRecord):
@@ -335,7 +380,7 @@ def _nvlabs_network(record, name, key):
                              f'{", ".join(_NVLABS_NETWORK_CLASSES)}')
         cls = persistence.lookup_class(f'training.networks_stylegan2.{record.class_name}')
     args, kwargs = _nvlabs_init_kwargs(record, what)
-    module = construct_module(cls, args, kwargs, what)
+    module = construct_module(cls, args, kwargs, what, tensors=_record_tensors(record))
     tensors = dict()
     _collect_and_verify(record, module, '', tensors, what)
     load_checked_tensors(module, tensors, what)
@@ -351,7 +396,7 @@ def _nvlabs_augment_pipe(record, name):
             raise ValueError(f'unexpected object {record!r}')
         cls = persistence.lookup_class('training.augment.AugmentPipe')
         args, kwargs = _nvlabs_init_kwargs(record, f'{name}: augment_pipe')
-        module = construct_module(cls, args, kwargs, f'{name}: augment_pipe')
+        module = construct_module(cls, args, kwargs, f'{name}: augment_pipe', tensors=_record_tensors(record))
         tensors = dict()
         _collect_and_verify(record, module, '', tensors, f'{name}: augment_pipe')
         load_checked_tensors(module, tensors, f'{name}: augment_pipe')
