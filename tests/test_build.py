@@ -142,7 +142,7 @@ extern "C" int emu_filtered_lrelu(const void* x, const void* b, const void* f1, 
     p.in_h = sizes[0]; p.in_w = sizes[1]; p.m_h = sizes[2]; p.m_w = sizes[3]; p.out_h = sizes[4]; p.out_w = sizes[5];
     p.up = geom[0]; p.pad1_x = geom[1]; p.pad1_y = geom[2]; p.down = geom[3]; p.pad2_x = geom[4]; p.pad2_y = geom[5];
     p.f1_w = filt[0]; p.f1_h = filt[1]; p.f1_sep = filt[2] != 0; p.f2_w = filt[3]; p.f2_h = filt[4]; p.f2_sep = filt[5] != 0;
-    p.mode = mode; p.gain = float(gain); p.slope = float(slope); p.clamp = float(clamp); p.dtype = dtype;
+    p.mode = mode; p.gain = gain; p.slope = slope; p.clamp = clamp; p.dtype = dtype;
     filtered_lrelu_tile(p);
     if (p.tile_h == 0) return -1;
     if (tile[0] > 0) { p.tile_h = tile[0]; p.tile_w = tile[1]; }

@@ -101,9 +101,9 @@ std::tuple<at::Tensor, at::Tensor> filtered_lrelu(
     p.f1_sep = f1.dim() == 1;
     p.f2_sep = f2.dim() == 1;
     p.mode = static_cast<int>(mode);
-    p.gain = static_cast<float>(gain);
-    p.slope = static_cast<float>(slope);
-    p.clamp = static_cast<float>(clamp);
+    p.gain = gain;
+    p.slope = slope;
+    p.clamp = clamp;
     p.dtype = dtype;
     filtered_lrelu_tile(p);
     TORCH_CHECK(p.tile_h > 0, "filtered_lrelu: filters of ", p.f1_h, "x", p.f1_w, " and ", p.f2_h, "x", p.f2_w,

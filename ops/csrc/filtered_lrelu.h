@@ -31,7 +31,7 @@ struct FilteredLreluParams {
     int f1_w, f1_h, f2_w, f2_h;
     bool f1_sep, f2_sep;  // the filter is 1-D and used on both axes
     int mode;             // 0 or 1, see above
-    float gain, slope, clamp;
+    double gain, slope, clamp;
     int tile_h, tile_w;   // output tile of one block (chosen by filtered_lrelu_tile so that it fits in shared memory)
     int dtype;            // ganforge::DType of x, b and y
 };
