@@ -342,3 +342,49 @@ def test_cuda_stylegan3_layer_shapes():
         want = filtered_lrelu(x, fu, fd, b, up, 2, pad, clamp=256, impl='ref')
         got = filtered_lrelu(x.half(), fu, fd, b.half(), up, 2, pad, clamp=256, impl='cuda')
         torch.testing.assert_close(got.float(), want, rtol=1e-2, atol=1e-2)
+
+# ----------------------------------------------------------------------------
+# bench_ops.py's StyleGAN3 layer table against the NVlabs facts file.
+
+FACTS = '/work/shared/reference/nvlabs_stylegan3_facts.md'
+
+
+def _facts_layers(section):
+    import os
+    if not os.path.isfile(FACTS):
+        pytest.skip(f'{FACTS} not present')
+    text = open(FACTS, encoding='utf-8').read()
+    text = text[text.index(section):]
+    rows = []
+    for line in text.splitlines()[1:]:
+        if line.startswith('## '):
+            break
+        cells = [c.strip() for c in line.strip('|').split('|')]
+        if len(cells) == 21 and cells[0].startswith('L'):
+            rows.append(cells)
+    return rows
+
+
+def test_bench_stylegan3_layers_match_facts():
+    import json
+
+    import bench_ops
+    for cfg, section, kernel in (('T', '## stylegan3-t, 256x256', 3), ('R', '## stylegan3-r, 256x256', 1)):
+        facts = [r for r in _facts_layers(section) if r[1] == 'False']  # not ToRGB
+        ours = bench_ops.sg3_layers(256, cfg)
+        assert [l['name'] for l in ours] == [r[0] for r in facts]
+        for l, r in zip(ours, facts):
+            assert l['channels'] == int(r[5]) and l['size'] == json.loads(r[6])[0] + kernel - 1
+            assert (l['up'], l['down'], l['up_taps'], l['down_taps']) == (int(r[15]), int(r[16]), int(r[17]), int(r[18]))
+            assert l['padding'] == json.loads(r[19]) and l['radial'] == (r[20] == 'True'), l['name']
+
+
+def test_bench_summary_table():
+    import bench_ops
+    rows = [dict(op='filtered_lrelu', dtype='fp16', pass_='fwd', gbps=g, speedup=s) for g, s in ((100.0, 2.0), (300.0, 8.0), (200.0, 4.0))]
+    rows.append(dict(op='bias_act', dtype='fp16', pass_='fwd', gbps=1000.0, speedup=1.5))
+    lines = bench_ops.summary_lines('NVIDIA H200', 4000.0, rows, {('filtered_lrelu', 'fp16'): None, ('bias_act', 'fp16'): 'x forward: error 1'})
+    flrelu = [line for line in lines if 'filtered_lrelu' in line][0].split()
+    assert flrelu == ['filtered_lrelu', 'fp16', 'fwd', '3', '200', '5.0', '4.00x', 'pass']  # median, % of copy, geometric mean
+    assert [line for line in lines if ' bias_act ' in line][0].split()[-1] == 'FAIL'
+    assert lines[-1] == 'self-check bias_act fp16: FAIL x forward: error 1'
