@@ -7,7 +7,6 @@ decision path runs here: the check, the fallback with its warning, the on-disk v
 
 import json
 import os
-import types
 import warnings
 
 import numpy as np
