@@ -147,6 +147,7 @@ extern "C" int emu_filtered_lrelu(const void* x, const void* b, const void* f1, 
     if (p.tile_h == 0) return -1;
     if (tile[0] > 0) { p.tile_h = tile[0]; p.tile_w = tile[1]; }
     tile[0] = p.tile_h; tile[1] = p.tile_w;
+    if (x == nullptr) return 0;  // tile choice only
     return filtered_lrelu_launch(p, nullptr);
 }
 '''
@@ -310,3 +311,32 @@ def test_filtered_lrelu_kernel_emulated(emulator, dtype):
                                                (ctypes.c_int * 6)(*adj['geom']), (ctypes.c_int * 6)(*adj['filt']), 1, case['gain'],
                                                case['slope'], -1.0, DTYPE_CODE[dtype], (ctypes.c_int * 2)(*tile)) == 0
             _assert_emulated(gx, want_gx, dtype, f'{case} gradient tile {tile}')
+
+
+@pytest.mark.build
+def test_filtered_lrelu_tiles_fit_stylegan3_layers(emulator):
+    """Every StyleGAN3-T/R layer at 256 and 1024 px gets a shared-memory tile of at least 8x8 outputs, forward and backward."""
+    import bench_ops
+    from ops import _cuda_filtered_lrelu as cfl
+    for res in (256, 1024):
+        for cfg in ('T', 'R'):
+            for layer in bench_ops.sg3_layers(res, cfg):
+                fu = torch.ones(layer['up_taps'])
+                fd = torch.ones([layer['down_taps']] * (2 if layer['radial'] else 1))
+                pads = layer['padding']
+                for dtype in (torch.float16, torch.float64):
+                    f1, f2, g = cfl.setup(layer['size'], layer['size'], fu, fd, layer['up'], layer['down'], *pads, False, dtype, 'cpu')
+                    for adjoint in (False, True):
+                        if adjoint:
+                            g = cfl.adjoint_geometry(g, cfl._size(f1), cfl._size(f2))
+                            f1, f2 = cfl._reverse(f2), cfl._reverse(f1)
+                        up, p1x, p1y, down, p2x, p2y, m_h, m_w, out_h, out_w, in_h, in_w = g
+                        tile = (ctypes.c_int * 2)(0, 0)
+                        k1, k2 = cfl._size(f1), cfl._size(f2)
+                        assert emulator.emu_filtered_lrelu(None, None, None, None, None, None, None, 1, 1, (ctypes.c_int64 * 4)(0, 0, 0, 0),
+                                                           (ctypes.c_int * 6)(in_h, in_w, m_h, m_w, out_h, out_w),
+                                                           (ctypes.c_int * 6)(up, p1x, p1y, down, p2x, p2y),
+                                                           (ctypes.c_int * 6)(k1[1], k1[0], int(f1.ndim == 1), k2[1], k2[0], int(f2.ndim == 1)),
+                                                           0, 1.0, 0.2, -1.0, DTYPE_CODE[dtype], tile) == 0
+                        minimum = 8 if dtype != torch.float64 else 4
+                        assert min(tile[0], tile[1]) >= minimum, f'{cfg}{res} {layer["name"]} {dtype} adjoint={adjoint}: tile {tuple(tile)}'
