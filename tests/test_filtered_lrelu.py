@@ -128,6 +128,25 @@ def test_fast_reference_matches_composition(monkeypatch):
         assert (fast - plain).abs().max() <= 8 * torch.finfo(torch.float32).eps * plain.abs().max()
 
 
+def test_band_pass_matches_upfirdn2d_along_each_axis():
+    g = torch.Generator().manual_seed(9)
+    for up, down, p0, p1, taps in ((4, 1, -6, -9, 24), (2, 1, 9, 8, 12), (1, 2, 0, 0, 12), (1, 2, 3, -2, 5), (2, 2, 1, 4, 7),
+                                   (3, 2, -4, 1, 5), (1, 1, 2, 1, 1), (2, 3, 11, -5, 6)):
+        x = torch.randn(2, 3, 17, 19, generator=g, dtype=torch.float64)
+        h = torch.randn(taps, generator=g, dtype=torch.float64)
+        for step in (1, 8, 32):
+            fl_mod.BAND_STEP = step
+            try:
+                got_x = fl_mod._band_pass(x, h, -1, up, down, p0, p1)
+                got_y = fl_mod._band_pass(x, h, -2, up, down, p0, p1)
+            finally:
+                fl_mod.BAND_STEP = 8
+            want_x = upfirdn2d_mod._upfirdn2d_ref(x, h[None], up, 1, down, 1, p0, p1, 0, 0, False, 1.0)
+            want_y = upfirdn2d_mod._upfirdn2d_ref(x, h[:, None], 1, up, 1, down, 0, 0, p0, p1, False, 1.0)
+            torch.testing.assert_close(got_x, want_x, rtol=1e-12, atol=1e-12)
+            torch.testing.assert_close(got_y, want_y, rtol=1e-12, atol=1e-12)
+
+
 def test_reference_gradients():
     fu, fd = _filter(4, 7), _filter((3, 3), 8)
     x = torch.randn(1, 2, 5, 6, dtype=torch.float64, requires_grad=True)
