@@ -29,7 +29,7 @@ import time
 from dnnlib import util
 
 CSRC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'csrc')
-OPS = ('bias_act', 'upfirdn2d', 'modconv')
+OPS = ('bias_act', 'upfirdn2d', 'modconv', 'filtered_lrelu')
 COMMON_HEADERS = ('common.cuh',)
 CXX_FLAGS = ('-O2',)  # cpp_extension adds the C++ standard PyTorch needs
 NVCC_FLAGS = ('-O3',)
@@ -469,7 +469,7 @@ def jit_load(name, verbose=True):
 
 
 def load_op(name, verbose=True):
-    """The loaded CUDA extension of op `name` ('bias_act', 'upfirdn2d' or 'modconv'), cached per process.
+    """The loaded CUDA extension of op `name` (one of OPS), cached per process.
 
     Uses the ahead-of-time build when its source hash matches, else builds (once per machine and
     source version) with the JIT loader. Raises BuildError naming what is missing and the build log.

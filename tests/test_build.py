@@ -1,7 +1,7 @@
 """`build` tests: compile and load every CUDA extension with the real toolchain (nvcc, ninja, a
 C++ compiler and a CUDA build of PyTorch; no GPU needed), and run the kernels' code on the CPU
 through an emulation of the CUDA execution model. Skipped with the reason where the toolchain is
-missing. Cold, the three builds take about 1-2 minutes on 2 cores; cached builds (same sources,
+missing. Cold, the four builds take about 1-2 minutes on 2 cores; cached builds (same sources,
 versions and archs) load instantly.
 """
 
@@ -30,6 +30,7 @@ def toolchain():
     ('bias_act', 'bias_act', (None, None, None, 1, 3, 0, False, 0.2, 1.0, -1.0)),
     ('upfirdn2d', 'upfirdn2d', (torch.ones(4), 2, 2, 1, 1, 1, 1, 1, 1, False, 1.0)),
     ('modconv', 'modulate', (torch.ones(2, 4), True, True)),
+    ('filtered_lrelu', 'filtered_lrelu', (torch.ones(4), torch.ones(4), None, None, 2, 1, 1, 8, 8, 2, 0, 0, 3, 3, 0, 1.0, 0.2, -1.0, False)),
 ])
 def test_extension_builds_and_loads(toolchain, name, op, args):
     lib = _build.load_op(name)
@@ -109,6 +110,7 @@ EMU_API = r'''
 #include "bias_act.h"
 #include "upfirdn2d.h"
 #include "modconv.h"
+#include "filtered_lrelu.h"
 extern "C" int emu_bias_act(const void* r, const void* b, const void* dy, const void* gg, void* out, int64_t numel, int64_t size_b,
                             int64_t step_b, int dtype, int mode, int act, int ref_y, double alpha, double gain, double clamp, int vec) {
     BiasActParams p{r, b, dy, gg, out, numel, size_b, step_b, dtype, mode, act, ref_y != 0, alpha, gain, clamp, vec != 0};
@@ -127,6 +129,26 @@ extern "C" int emu_upfirdn2d(const void* x, const void* f, void* y, int64_t n, i
 extern "C" int emu_modulate(const void* weight, const void* styles, void* w, void* d, int64_t n, int64_t o, int64_t i, int64_t k, int dtype) {
     ModulateParams p{weight, styles, w, d, n, o, i, k, dtype};
     return modulate_launch(p, nullptr);
+}
+// tile[0], tile[1]: the output tile to use (0: the one filtered_lrelu_tile picks); receives the tile used.
+extern "C" int emu_filtered_lrelu(const void* x, const void* b, const void* f1, const void* f2, void* y, const void* si, void* so,
+                                  int64_t n, int64_t c, const int64_t* sx, const int* sizes, const int* geom, const int* filt,
+                                  int mode, double gain, double slope, double clamp, int dtype, int* tile) {
+    FilteredLreluParams p;
+    p.x = x; p.b = b; p.f1 = f1; p.f2 = f2; p.y = y;
+    p.si = static_cast<const uint8_t*>(si); p.so = static_cast<uint8_t*>(so);
+    p.n = n; p.c = c;
+    for (int i = 0; i < 4; i++) p.sx[i] = sx[i];
+    p.in_h = sizes[0]; p.in_w = sizes[1]; p.m_h = sizes[2]; p.m_w = sizes[3]; p.out_h = sizes[4]; p.out_w = sizes[5];
+    p.up = geom[0]; p.pad1_x = geom[1]; p.pad1_y = geom[2]; p.down = geom[3]; p.pad2_x = geom[4]; p.pad2_y = geom[5];
+    p.f1_w = filt[0]; p.f1_h = filt[1]; p.f1_sep = filt[2] != 0; p.f2_w = filt[3]; p.f2_h = filt[4]; p.f2_sep = filt[5] != 0;
+    p.mode = mode; p.gain = gain; p.slope = slope; p.clamp = clamp; p.dtype = dtype;
+    filtered_lrelu_tile(p);
+    if (p.tile_h == 0) return -1;
+    if (tile[0] > 0) { p.tile_h = tile[0]; p.tile_w = tile[1]; }
+    tile[0] = p.tile_h; tile[1] = p.tile_w;
+    if (x == nullptr) return 0;  // tile choice only
+    return filtered_lrelu_launch(p, nullptr);
 }
 '''
 
@@ -172,6 +194,8 @@ def emulator(toolchain, tmp_path_factory):
     lib.emu_bias_act.argtypes = [ptr] * 5 + [i64] * 3 + [i32] * 4 + [dbl] * 3 + [i32]
     lib.emu_upfirdn2d.argtypes = [ptr] * 3 + [i64] * 2 + [i32] * 4 + [ctypes.POINTER(i64)] + [i32] * 10 + [dbl, i32, i32]
     lib.emu_modulate.argtypes = [ptr] * 4 + [i64] * 4 + [i32]
+    ints = ctypes.POINTER(i32)
+    lib.emu_filtered_lrelu.argtypes = [ptr] * 7 + [i64] * 2 + [ctypes.POINTER(i64), ints, ints, ints, i32, dbl, dbl, dbl, i32, ints]
     return lib
 
 
@@ -247,3 +271,72 @@ def test_modulate_kernel_emulated(emulator, dtype):
                 _assert_emulated(w, want_w, dtype, f'w {o}x{i}x{k} demodulate={demodulate}')
             if demodulate:
                 _assert_emulated(d, want_d, dtype, f'dcoefs {o}x{i}x{k}')
+
+
+@pytest.mark.build
+@pytest.mark.parametrize('dtype', list(DTYPE_CODE))
+def test_filtered_lrelu_kernel_emulated(emulator, dtype):
+    """Forward (activation, recorded derivative classes) and the gradient pass, several tilings, against the Python model of the kernel."""
+    from tests.test_filtered_lrelu import EMU_CASES, kernel_model, kernel_args
+    for case in EMU_CASES if dtype in (torch.float32, torch.float64) else EMU_CASES[:2]:
+        args = kernel_args(case, dtype)
+        x, b, f1, f2 = args['x'], args['b'], args['f1'], args['f2']
+        sizes, geom, filt = args['sizes'], args['geom'], args['filt']
+        n, c = x.shape[:2]
+        want_y, want_cls = kernel_model(x.double(), f1.double(), f2.double(), None if b is None else b.double(), None, args['g'], 0,
+                                        case['gain'], case['slope'], case['clamp'])
+        for tile in ((0, 0), (3, 2), (1, 5)):
+            y = torch.empty(n, c, sizes[4], sizes[5], dtype=dtype)
+            cls = torch.full([n, c, sizes[2], sizes[3]], 7, dtype=torch.uint8)
+            tile_arr = (ctypes.c_int * 2)(*tile)
+            clamp = -1.0 if case['clamp'] is None else case['clamp']
+            assert emulator.emu_filtered_lrelu(_ptr(x), _ptr(b), _ptr(f1), _ptr(f2), _ptr(y), None, _ptr(cls), n, c,
+                                               (ctypes.c_int64 * 4)(*x.stride()), (ctypes.c_int * 6)(*sizes), (ctypes.c_int * 6)(*geom),
+                                               (ctypes.c_int * 6)(*filt), 0, case['gain'], case['slope'], clamp, DTYPE_CODE[dtype], tile_arr) == 0
+            _assert_emulated(y, want_y, dtype, f'{case} forward tile {tuple(tile_arr)}')
+            # Classes: exact wherever the pre-activation is not within rounding of 0 or of the clamp.
+            covered = cls != 7
+            assert covered.any()
+            if dtype == torch.float64:
+                assert torch.equal(cls[covered], want_cls[covered]), f'{case}: derivative classes differ'
+            # Gradient pass: the recorded classes in the middle, adjoint geometry.
+            dy = torch.randn(n, c, sizes[4], sizes[5], dtype=torch.float64).to(dtype)
+            cls = want_cls.clone()
+            adj = kernel_args(case, dtype, adjoint=True)
+            gx = torch.empty(n, c, *x.shape[2:], dtype=dtype)
+            want_gx, _ = kernel_model(dy.double(), adj['f1'].double(), adj['f2'].double(), None, cls, adj['g'], 1,
+                                      case['gain'], case['slope'], None)
+            assert emulator.emu_filtered_lrelu(_ptr(dy), None, _ptr(adj['f1']), _ptr(adj['f2']), _ptr(gx), _ptr(cls), None, n, c,
+                                               (ctypes.c_int64 * 4)(*dy.stride()), (ctypes.c_int * 6)(*adj['sizes']),
+                                               (ctypes.c_int * 6)(*adj['geom']), (ctypes.c_int * 6)(*adj['filt']), 1, case['gain'],
+                                               case['slope'], -1.0, DTYPE_CODE[dtype], (ctypes.c_int * 2)(*tile)) == 0
+            _assert_emulated(gx, want_gx, dtype, f'{case} gradient tile {tile}')
+
+
+@pytest.mark.build
+def test_filtered_lrelu_tiles_fit_stylegan3_layers(emulator):
+    """Every StyleGAN3-T/R layer at 256 and 1024 px gets a shared-memory tile of at least 8x8 outputs, forward and backward."""
+    import bench_ops
+    from ops import _cuda_filtered_lrelu as cfl
+    for res in (256, 1024):
+        for cfg in ('T', 'R'):
+            for layer in bench_ops.sg3_layers(res, cfg):
+                fu = torch.ones(layer['up_taps'])
+                fd = torch.ones([layer['down_taps']] * (2 if layer['radial'] else 1))
+                pads = layer['padding']
+                for dtype in (torch.float16, torch.float64):
+                    f1, f2, g = cfl.setup(layer['size'], layer['size'], fu, fd, layer['up'], layer['down'], *pads, False, dtype, 'cpu')
+                    for adjoint in (False, True):
+                        if adjoint:
+                            g = cfl.adjoint_geometry(g, cfl._size(f1), cfl._size(f2))
+                            f1, f2 = cfl._reverse(f2), cfl._reverse(f1)
+                        up, p1x, p1y, down, p2x, p2y, m_h, m_w, out_h, out_w, in_h, in_w = g
+                        tile = (ctypes.c_int * 2)(0, 0)
+                        k1, k2 = cfl._size(f1), cfl._size(f2)
+                        assert emulator.emu_filtered_lrelu(None, None, None, None, None, None, None, 1, 1, (ctypes.c_int64 * 4)(0, 0, 0, 0),
+                                                           (ctypes.c_int * 6)(in_h, in_w, m_h, m_w, out_h, out_w),
+                                                           (ctypes.c_int * 6)(up, p1x, p1y, down, p2x, p2y),
+                                                           (ctypes.c_int * 6)(k1[1], k1[0], int(f1.ndim == 1), k2[1], k2[0], int(f2.ndim == 1)),
+                                                           0, 1.0, 0.2, -1.0, DTYPE_CODE[dtype], tile) == 0
+                        minimum = 8 if dtype != torch.float64 else 4
+                        assert min(tile[0], tile[1]) >= minimum, f'{cfg}{res} {layer["name"]} {dtype} adjoint={adjoint}: tile {tuple(tile)}'

@@ -310,7 +310,7 @@ def test_setup_ext_declares_extensions(monkeypatch, tmp_path):
     monkeypatch.setenv('TORCH_CUDA_ARCH_LIST', '8.0;9.0')
     monkeypatch.setattr(setup_ext, 'SHIM_DIR', str(tmp_path / 'shim'))
     exts = setup_ext.get_ext_modules()
-    assert [e.name for e in exts] == ['ops._aot_bias_act', 'ops._aot_upfirdn2d', 'ops._aot_modconv']
+    assert [e.name for e in exts] == ['ops._aot_bias_act', 'ops._aot_upfirdn2d', 'ops._aot_modconv', 'ops._aot_filtered_lrelu']
     for ext in exts:
         op = ext.ganforge_info['op']
         assert ext.sources == [f'ops/csrc/{op}.cpp', f'ops/csrc/{op}_kernel.cu']

@@ -405,13 +405,15 @@ def test_bench_ops_cases_and_runners_on_cpu():
     full = bench_ops.cases(bench_ops.OPS, [256, 1024], [4, 32], large=True, quick=False)
     large = [c for c in full if 'large' in c['name']]
     assert large and all(2 * torch.Size(c['shape']).numel() >= 200e6 for c in large if c['op'] != 'upsample2d')
-    assert {c['op'] for c in full} == {'bias_act', 'upsample2d', 'downsample2d', 'filter2d', 'modconv', 'grouped_conv'}
+    assert {c['op'] for c in full} == {'bias_act', 'upsample2d', 'downsample2d', 'filter2d', 'modconv', 'grouped_conv', 'filtered_lrelu'}
     # Every kind of runner works on tiny CPU shapes with the reference implementation.
     tiny = {'bias_act': [2, 3, 8, 8], 'upsample2d': [2, 3, 4, 4], 'downsample2d': [2, 3, 8, 8], 'filter2d': [2, 3, 8, 8],
-            'modconv': [2, 4, 3, 3, 3], 'grouped_conv': [2, 4, 3, 3, 3]}
+            'modconv': [2, 4, 3, 3, 3], 'grouped_conv': [2, 4, 3, 3, 3], 'filtered_lrelu': [2, 3, 10, 10]}
+    flrelu = dict(up=2, down=2, up_taps=12, down_taps=12, padding=[11, 10, 11, 10], radial=True)
     for op, shape in tiny.items():
         for backward in (False, True):
-            fn, nbytes = bench_ops.make_runner(dict(op=op, name=op, shape=shape, res=8), torch.float32, 'ref', backward, 0, device='cpu')
+            fn, nbytes = bench_ops.make_runner(dict(op=op, name=op, shape=shape, res=8, **flrelu), torch.float32, 'ref', backward, 0,
+                                               device='cpu')
             fn(0)
             fn(1)
             assert nbytes is None or nbytes > 0
