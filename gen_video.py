@@ -92,18 +92,6 @@ class FrameWriter:
 #----------------------------------------------------------------------------
 # Library functions.
 
-def is_stylegan3(G):
-    """StyleGAN3 synthesis networks carry the input Fourier features' user transform."""
-    return hasattr(G.synthesis, 'input') and isinstance(getattr(G.synthesis.input, 'transform', None), torch.Tensor)
-
-
-def make_transform(translate, angle):
-    """3x3 matrix of a rotation by `angle` degrees followed by a translation (tx, ty), as NVlabs'
-    scripts build it; G.synthesis.input.transform takes its inverse."""
-    s, c = math.sin(angle / 360 * math.pi * 2), math.cos(angle / 360 * math.pi * 2)
-    return np.array([[c, s, translate[0]], [-s, c, translate[1]], [0, 0, 1]], dtype=np.float64)
-
-
 def layout_grid(images, cols, rows):
     """uint8 [rows*cols, H, W, C] in row-major order -> one [rows*H, cols*W, C] image."""
     n, H, W, C = images.shape
@@ -139,7 +127,7 @@ def transform_at(frame_idx, num_frames, translate, rotate):
     """Animation of a StyleGAN3 input transform: a sinusoidal sway of amplitude `translate` (tx, ty) and
     `rotate` degrees over the whole video, so that it loops like the latents."""
     phase = math.sin(2 * math.pi * frame_idx / num_frames)
-    return make_transform((translate[0] * phase, translate[1] * phase), rotate * phase)
+    return generate.make_transform((translate[0] * phase, translate[1] * phase), rotate * phase)
 
 
 def gen_interp_video(G, output, seeds, shuffle_seed=None, w_frames=120, kind='cubic', grid_dims=(1, 1),
@@ -156,7 +144,7 @@ def gen_interp_video(G, output, seeds, shuffle_seed=None, w_frames=120, kind='cu
     if kind not in ('linear', 'cubic'):
         raise ValueError(f'kind must be linear or cubic, got {kind!r}')
     animate = translate is not None or rotate != 0
-    if animate and not is_stylegan3(G):
+    if animate and not generate.has_input_transform(G):
         raise ValueError('translate/rotate animation needs a StyleGAN3 network (G.synthesis.input.transform); this one has none')
     translate = translate if translate is not None else (0.0, 0.0)
     cols, rows = grid_dims
@@ -189,18 +177,6 @@ def gen_interp_video(G, output, seeds, shuffle_seed=None, w_frames=120, kind='cu
 #----------------------------------------------------------------------------
 # Command line.
 
-def _parse_pair(ctx, param, value):
-    if value is None:
-        return None
-    parts = value.split(',')
-    try:
-        if len(parts) != 2:
-            raise ValueError
-        return float(parts[0]), float(parts[1])
-    except ValueError:
-        raise click.BadParameter(f'expected two numbers X,Y such as 0.1,0, got {value!r}', ctx=ctx, param=param) from None
-
-
 @click.command(help=__doc__, context_settings=dnnlib.cli.CONTEXT_SETTINGS)
 @click.option('--network', 'network', help='Network snapshot (.pt) or NVlabs pickle (.pkl): path or URL', metavar='PATH|URL', required=True)
 @click.option('--seeds', type=dnnlib.cli.SeedList(), help='Keyframe seeds, e.g. 0-31', metavar='LIST', required=True)
@@ -213,7 +189,7 @@ def _parse_pair(ctx, param, value):
 @click.option('--trunc', 'truncation_psi', type=dnnlib.cli.FiniteFloat(), default=1.0, show_default=True, help='Truncation psi')
 @click.option('--class', 'class_idx', type=click.IntRange(min=0), default=None, help='Class label (conditional networks)')
 @click.option('--noise-mode', type=click.Choice(['const', 'random', 'none']), default='const', show_default=True, help='Noise inputs')
-@click.option('--translate', callback=_parse_pair, default=None, metavar='X,Y',
+@click.option('--translate', callback=generate._parse_vec2, default=None, metavar='X,Y',
               help='StyleGAN3 only: sway the input by up to (X, Y) over the loop')
 @click.option('--rotate', type=dnnlib.cli.FiniteFloat(), default=0.0, metavar='DEG', help='StyleGAN3 only: sway the rotation by up to DEG degrees over the loop')
 @click.option('--fps', type=click.IntRange(min=1), default=60, show_default=True, help='Frames per second of the mp4')
@@ -237,7 +213,7 @@ def cli(network, seeds, shuffle_seed, grid, num_keyframes, w_frames, kind, trunc
         generate.class_labels(G, class_idx, 1, device)
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="'--class'") from e
-    if (translate is not None or rotate != 0) and not is_stylegan3(G):
+    if (translate is not None or rotate != 0) and not generate.has_input_transform(G):
         raise click.BadParameter('translate/rotate animation needs a StyleGAN3 network; this is a StyleGAN2 network',
                                  param_hint="'--translate' / '--rotate'")
     print(f'Network: {network} ({G.img_resolution}x{G.img_resolution}, {G.img_channels} channels, c_dim={G.c_dim})')

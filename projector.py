@@ -239,7 +239,7 @@ def cli(network, targets, num_steps, seed, save_video, class_idx, detector_dir, 
         raise click.ClickException(f'VGG16: {e}') from e
 
     print(f'Network: {network} ({G.img_resolution}x{G.img_resolution}, num_ws={G.num_ws}, '
-          f'{"StyleGAN3" if gen_video.is_stylegan3(G) else "StyleGAN2"}), device={device}')
+          f'{"StyleGAN3" if generate.has_input_transform(G) else "StyleGAN2"}), device={device}')
     for i, path in enumerate(targets):
         sub = outdir if len(targets) == 1 else os.path.join(outdir, f'{i:02d}-{os.path.splitext(os.path.basename(path))[0]}')
         run_projection(G, path, sub, vgg16, num_steps=num_steps, seed=seed, save_video=save_video, class_idx=class_idx, device=device)

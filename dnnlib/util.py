@@ -298,30 +298,6 @@ def format_time(seconds):
     return f'{s // 86400}d {(s // 3600) % 24:02d}h'
 
 
-def parse_int_list(s):
-    """Parse '0-3,7,10-12' (or a list of ints) into a list of ints."""
-    if isinstance(s, (list, tuple)):
-        return [int(v) for v in s]
-    out = []
-    for part in str(s).split(','):
-        part = part.strip()
-        if not part:
-            continue
-        m = re.fullmatch(r'(-?\d+)-(-?\d+)', part)
-        if m:
-            lo, hi = int(m.group(1)), int(m.group(2))
-            if hi < lo:
-                raise ValueError(f'Invalid range {part!r}: end {hi} is below start {lo}')
-            out.extend(range(lo, hi + 1))
-        elif re.fullmatch(r'-?\d+', part):
-            out.append(int(part))
-        else:
-            raise ValueError(f'Invalid integer list item {part!r} in {s!r}: expected N or A-B, comma-separated')
-    if not out:
-        raise ValueError(f'Empty integer list {s!r}')
-    return out
-
-
 def unique_id():
     """Short random hex id (for temporary names)."""
     return uuid.uuid4().hex[:12]

@@ -125,13 +125,7 @@ def test_make_cache_dir_path(monkeypatch, tmp_path):
     assert util.make_cache_dir_path('x') == os.path.join(str(tmp_path / 'xdg'), 'ganforge', 'x')
 
 
-def test_parse_int_list_and_format_time():
-    assert util.parse_int_list('0-3,7, 10-11') == [0, 1, 2, 3, 7, 10, 11]
-    assert util.parse_int_list([1, 2]) == [1, 2]
-    with pytest.raises(ValueError, match='end 1 is below start 5'):
-        util.parse_int_list('5-1')
-    with pytest.raises(ValueError, match="Invalid integer list item 'x'"):
-        util.parse_int_list('1,x')
+def test_format_time():
     assert util.format_time(42) == '42s'
     assert util.format_time(185) == '3m 05s'
     assert util.format_time(2 * 3600 + 7 * 60) == '2h 07m'

@@ -376,7 +376,7 @@ def test_gen_video_stylegan3_animation(tmp_path, no_imageio):
     assert count == 8 and torch.equal(G.synthesis.input.transform, torch.eye(3))  # restored
     frame = lambda i: np.asarray(PIL.Image.open(os.path.join(where, f'frame{i:05d}.png'))).astype(int)
     # Frame 2 of 8: sin(2*pi*2/8) = 1, full sway; the inverse transform's entries enter the stand-in's image.
-    m = np.linalg.inv(gen_video.make_transform((0.5, 0), 30))
+    m = np.linalg.inv(generate.make_transform((0.5, 0), 30))
     w = torch.from_numpy(gen_video.keyframe_interpolator(np.stack([_w_of(G, 0)[0].numpy(), _w_of(G, 1)[0].numpy()]))(0.5)).float()
     expected = _quantize(G.synthesis(w[None]) + float(m[0, 2] + m[0, 1]))[0]
     assert np.abs(frame(2) - expected).max() <= 1
