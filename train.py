@@ -276,7 +276,7 @@ def train_worker(c, resume_data):
     device = torch.device('cuda', distributed.get_local_rank()) if c.device == 'cuda' else torch.device('cpu')
     hook = _metric_hook() if c.metrics else None
     with distributed.peer_failure_guard():
-        return training_loop.training_loop(**c, rank=rank, device=device, resume_data=resume_data, metric_hook=hook)
+        return training_loop.training_loop(**dict(c, rank=rank, device=device, resume_data=resume_data, metric_hook=hook))
 
 
 def launch(c, desc, opts, env):
