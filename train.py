@@ -282,6 +282,7 @@ def train_worker(c, resume_data):
 def launch(c, desc, opts, env):
     """Plan on rank 0, share the plan, train: one process, `--gpus=N` local processes, or one rank of torchrun/SLURM."""
     backend = 'nccl' if c.device == 'cuda' else 'gloo'
+    training_loop.TrainingConfig(**c)  # the loop's own checks, before anything is written
     if env.launcher != 'single':
         distributed.init(backend=backend)
     lock = log = None

@@ -51,6 +51,8 @@ class ResumePlan:
 def read_resume_file(path_or_url):
     """The bytes of a --resume file or URL; errors name --resume and the file."""
     is_url = dnnlib.util.is_url(path_or_url, allow_file_urls=True)
+    if not is_url and os.path.exists(path_or_url) and not os.path.isfile(path_or_url):
+        raise ResumeError(f'--resume: {path_or_url} is not a regular file (a training-state-*.pt, network-snapshot-*.pt, NVlabs .pkl, URL, or "auto")')
     if not is_url and not os.path.isfile(path_or_url):
         raise ResumeError(f'--resume: no such file: {path_or_url} (a training-state-*.pt, network-snapshot-*.pt, NVlabs .pkl, URL, or "auto")')
     try:

@@ -27,6 +27,7 @@ the loop builds it. Nothing else changes.
 """
 
 import dataclasses
+import math
 import time
 import typing
 
@@ -80,6 +81,12 @@ class TrainingConfig:
     cudnn_benchmark:        bool  = True    # torch.backends.cudnn.benchmark (see training_loop's docstring).
     allow_tf32:             bool  = False   # TF32 for matmul and cuDNN convolutions (see training_loop's docstring).
     abort_check_interval:   int   = 4       # Minibatches between cross-rank checks for SIGTERM / Ctrl-C (every one with a single process).
+
+    def __post_init__(self):
+        for name in ['total_kimg', 'kimg_per_tick', 'ema_kimg']:
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise ValueError(f'training_loop: {name} must be a finite number >= 0, got {value!r}')
 
 #----------------------------------------------------------------------------
 

@@ -26,7 +26,7 @@ from torch_utils import distributed, misc, snapshot, training_stats
 from training import checkpoint as ckpt
 from training import network_loader, resume, runtime
 from training.loss import make_phases
-from training.run_state import AugmentP, Group, Layout, RngStates, RunState, SamplerPosition, TrainingConfig
+from training.run_state import AugmentP, Group, Layout, RngStates, RunState, SamplerPosition, TrainingConfig  # noqa: F401 (TrainingConfig: also train.py's)
 
 #----------------------------------------------------------------------------
 
@@ -134,8 +134,11 @@ def setup(cfg, run):
         kind, state = resume.inspect_resume_data(resume_data, cfg.resume)
         print0(cfg, f'Resuming from "{cfg.resume}"' + (' (exact continuation)' if kind == resume.EXACT else ' (weights only)'))
         nets = network_loader.load_network_bytes(resume_data, str(cfg.resume), device=run.device)
-        is_ganforge = network_loader.probe_format(resume_data) == network_loader.GANFORGE
-        io.load_modules(nets, require_all=is_ganforge)
+        try:
+            io.load_modules(nets, require_all=network_loader.probe_format(resume_data) == network_loader.GANFORGE)
+        except (KeyError, ValueError) as e:
+            raise resume.ResumeError(f'--resume: the networks of {cfg.resume} do not fit this run\'s options '
+                                     f'(resolution, --cbase/--cmax/--map, --cond or --cfg): {e}') from e
         if kind == resume.EXACT:
             io.load_state_dict(state, str(cfg.resume))
     with torch.random.fork_rng(devices=[]):  # the iterator draws its workers' base seed; leave the global RNG as restored
