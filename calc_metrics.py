@@ -4,7 +4,6 @@ snapshot of a training run that has not been evaluated yet, appending NVlabs-sty
 
 import os
 import re
-import tempfile
 import time
 
 import click
@@ -12,6 +11,7 @@ import torch
 
 import dnnlib
 from metrics import detectors, metric_main
+from torch_utils import distributed
 from training import network_loader
 
 #----------------------------------------------------------------------------
@@ -77,41 +77,31 @@ def check_dataset(dataset_kwargs, source):
 
 #----------------------------------------------------------------------------
 
-def run_jobs(rank, args, temp_dir):
-    """Worker (one per process): evaluate every (snapshot, metrics) job; rank 0 writes the JSONL lines."""
-    num_gpus = args.gpus
-    use_cuda = torch.cuda.is_available() and torch.cuda.device_count() >= num_gpus
-    device = torch.device('cuda', rank) if use_cuda else torch.device('cpu')
-    if use_cuda:
-        torch.cuda.set_device(device)
-    elif num_gpus > 1:
+def run_jobs(args):
+    """Worker (one per process, started by torch_utils.distributed.launch_local): evaluate every
+    (snapshot, metrics) job; rank 0 writes the JSONL lines."""
+    num_gpus, rank = distributed.get_world_size(), distributed.get_rank()
+    device = distributed.device()
+    if device.type == 'cpu' and num_gpus > 1:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // num_gpus))  # CPU processes share the cores
-    if num_gpus > 1:
-        init_file = os.path.abspath(os.path.join(temp_dir, '.torch_distributed_init'))
-        torch.distributed.init_process_group(backend='nccl' if use_cuda else 'gloo', init_method=f'file://{init_file}',
-                                             rank=rank, world_size=num_gpus)
-    try:
-        start = time.time()
-        for i, (path, metrics) in enumerate(args.jobs):
-            if rank == 0 and args.verbose:
-                eta = ''
-                if i > 0:
-                    eta = f', ETA {dnnlib.util.format_time((time.time() - start) / i * (len(args.jobs) - i))}'
-                print(f'[{i + 1}/{len(args.jobs)}] {path}: {", ".join(metrics)}{eta}', flush=True)
-            snap = network_loader.load_network(path, device=device)
-            G = snap['G_ema']
-            dataset_kwargs = dataset_kwargs_for(G, snap, args.data, args.mirror, path)
-            check_dataset(dataset_kwargs, path)
-            for metric in metrics:
-                result = metric_main.calc_metric(metric, G=G, dataset_kwargs=dataset_kwargs, num_gpus=num_gpus, rank=rank,
-                                                 device=device, detector_dir=args.detector_dir, verbose=args.verbose and rank == 0,
-                                                 inception=args.inception)
-                if rank == 0:
-                    metric_main.report_metric(result, run_dir=args.run_dir, snapshot_pkl=path if args.run_dir else None,
-                                              verbose=args.verbose)
-    finally:
-        if num_gpus > 1:
-            torch.distributed.destroy_process_group()
+    start = time.time()
+    for i, (path, metrics) in enumerate(args.jobs):
+        if rank == 0 and args.verbose:
+            eta = ''
+            if i > 0:
+                eta = f', ETA {dnnlib.util.format_time((time.time() - start) / i * (len(args.jobs) - i))}'
+            print(f'[{i + 1}/{len(args.jobs)}] {path}: {", ".join(metrics)}{eta}', flush=True)
+        snap = network_loader.load_network(path, device=device)
+        G = snap['G_ema']
+        dataset_kwargs = dataset_kwargs_for(G, snap, args.data, args.mirror, path)
+        check_dataset(dataset_kwargs, path)
+        for metric in metrics:
+            result = metric_main.calc_metric(metric, G=G, dataset_kwargs=dataset_kwargs, num_gpus=num_gpus, rank=rank,
+                                             device=device, detector_dir=args.detector_dir, verbose=args.verbose and rank == 0,
+                                             inception=args.inception)
+            if rank == 0:
+                metric_main.report_metric(result, run_dir=args.run_dir, snapshot_pkl=path if args.run_dir else None,
+                                          verbose=args.verbose)
 
 
 def calc_metrics(network, metrics, data=None, mirror=None, gpus=1, detector_dir=None, inception='nvlabs', verbose=True):
@@ -138,11 +128,8 @@ def calc_metrics(network, metrics, data=None, mirror=None, gpus=1, detector_dir=
                            inception=INCEPTION_CHOICES.get(inception, inception), verbose=verbose)
     if verbose:
         print(f'Evaluating {len(jobs)} snapshot(s) on {gpus} process(es): {", ".join(metrics)}', flush=True)
-    with tempfile.TemporaryDirectory() as temp_dir:
-        if gpus == 1:
-            run_jobs(0, args, temp_dir)
-        else:
-            torch.multiprocessing.spawn(fn=run_jobs, args=(args, temp_dir), nprocs=gpus)
+    use_cuda = torch.cuda.is_available() and torch.cuda.device_count() >= gpus
+    distributed.launch_local(run_jobs, gpus, args=(args,), backend='nccl' if use_cuda else 'gloo')
     return jobs
 
 #----------------------------------------------------------------------------
