@@ -227,7 +227,7 @@ def test_two_rank_resume_is_bit_exact(tmp_path, data_path):
     opts = dict(image_snapshot_ticks=None, network_snapshot_ticks=100, kimg_per_tick=0.008, batch_gpu=2)
     full_dir, split_dir = tmp_path / 'full', tmp_path / 'split'
     distributed.launch_local(_rank_worker, 2, args=(tiny_config(full_dir, data_path, total_kimg=0.02, **opts),), backend='gloo')
-    distributed.launch_local(_rank_worker, 2, args=(tiny_config(split_dir, data_path, total_kimg=0.008, **opts),), backend='gloo')
+    distributed.launch_local(_rank_worker, 2, args=(tiny_config(split_dir, data_path, total_kimg=0.012, **opts),), backend='gloo')
     first = checkpoint.find_latest_checkpoint(str(split_dir))
     distributed.launch_local(_rank_worker, 2, args=(tiny_config(split_dir, data_path, total_kimg=0.02, resume=first, **opts),), backend='gloo')
     full = checkpoint.read_checkpoint(checkpoint.find_latest_checkpoint(str(full_dir)))

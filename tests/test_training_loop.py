@@ -90,7 +90,7 @@ def test_tiny_run_writes_documented_files(tmp_path, data_path):
     assert img.shape == (2, 3, 16, 16) and torch.isfinite(img).all()
     state = checkpoint.read_checkpoint(str(run_dir / 'training-state-000000.024.pt'))['extra']['training_state']
     assert state['cur_nimg'] == 24 and state['batch_idx'] == 6 and set(state['opt_states']) == {'G', 'D'}
-    assert 'pl_mean' in state['loss_state'] and state['ada_state']['num_updates'] == 6
+    assert 'pl_mean' in state['loss_state'][0] and state['ada_state'][0]['num_updates'] == 6
 
 
 def test_ema_follows_nvlabs_formula(tmp_path, data_path):

@@ -14,16 +14,19 @@ else goes into the snapshot's `extra['training_state']`:
     cur_nimg, cur_tick, batch_idx      counters (inline: at the top level)
     num_gpus, batch_size               the layout that wrote the file (inline; a change only warns)
     opt_states     {'G': ..., 'D': ...} optimizer state dicts
-    loss_state     {'pl_mean': ...}
+    loss_state     [per rank: {'pl_mean': ...}]                  (each rank keeps its own running PL mean, as NVlabs)
     augment_p      the augment pipe's p (float)                  -- with augmentation
-    ada_state      AdaController (num_updates, sign sums)        -- with --aug=ada
+    ada_state      [per rank: AdaController num_updates, sign sums since the last adjustment]  -- with --aug=ada
     progressive_state {'lod': [res, alpha]}                      -- with --cfg=progressive
     sampler        {'position': images consumed}
-    rng_states     [per-rank RNG states] (gathered from every rank)
+    rng_states     [per rank: torch, CUDA, numpy, python RNG states]
+
+Per-rank parts (`register(..., per_rank=True)`) are gathered from every rank into a list indexed by
+rank; each rank restores its own entry (rank 0's when the file was written by fewer ranks).
 
 Adding a stateful component: give it `state_dict()` / `load_state_dict()` returning / taking plain
 data (what `torch.load(weights_only=True)` reads) and call `run.checkpoint.register(key, obj)` where
-the loop builds it. Nothing else changes.
+the loop builds it (`per_rank=True` when every rank holds a different value). Nothing else changes.
 """
 
 import dataclasses
@@ -93,17 +96,19 @@ class TrainingConfig:
 class CheckpointIO:
     """Registry of the stateful parts of a run (see module docstring)."""
 
-    def __init__(self):
-        self.modules = {}   # name -> torch module (or None), stored as snapshot records
-        self.parts = {}     # key -> object with state_dict / load_state_dict, stored in training_state
+    def __init__(self, rank=0, num_gpus=1):
+        self.rank, self.num_gpus = rank, num_gpus
+        self.modules = {}    # name -> torch module (or None), stored as snapshot records
+        self.parts = {}      # key -> object with state_dict / load_state_dict, stored in training_state
         self.inline = set()  # keys whose dict state sits at the top level of training_state
+        self.per_rank = set()  # keys stored as a list with one entry per rank
 
     def register_module(self, name, module):
         if name not in snapshot.NETWORK_KEYS:
             raise ValueError(f'CheckpointIO: network {name!r} is not one of {snapshot.NETWORK_KEYS}')
         self.modules[name] = module
 
-    def register(self, key, part, inline=False):
+    def register(self, key, part, inline=False, per_rank=False):
         if key in self.parts:
             raise ValueError(f'CheckpointIO: {key!r} is registered twice')
         if not (callable(getattr(part, 'state_dict', None)) and callable(getattr(part, 'load_state_dict', None))):
@@ -111,12 +116,16 @@ class CheckpointIO:
         self.parts[key] = part
         if inline:
             self.inline.add(key)
+        if per_rank:
+            self.per_rank.add(key)
 
     def state_dict(self):
         """The training_state dict; call on every rank (parts such as the RNG states gather from all ranks)."""
         state = dict(version=STATE_VERSION)
         for key, part in self.parts.items():
             value = part.state_dict()
+            if key in self.per_rank:
+                value = self._gather(snapshot.to_plain(value, key))
             if key in self.inline:
                 state.update(value)
             else:
@@ -134,8 +143,19 @@ class CheckpointIO:
             elif key not in state:
                 raise ValueError(f'{name}: the checkpoint has no {key!r}: it was written by a run with other options '
                                  f'(e.g. --aug or --cfg); resume from its network snapshot instead')
+            elif key in self.per_rank:
+                values = state[key]
+                part.load_state_dict(values[self.rank] if self.rank < len(values) else values[0])
             else:
                 part.load_state_dict(state[key])
+
+    def _gather(self, value):
+        """[value of rank 0, rank 1, ...] on every rank (call on every rank)."""
+        if self.num_gpus == 1:
+            return [value]
+        values = [None] * self.num_gpus
+        torch.distributed.all_gather_object(values, value)
+        return values
 
     def load_modules(self, nets, require_all):
         """Copy the networks G, D, G_ema of `nets` (network_loader.load_network_bytes result) into the
@@ -224,21 +244,13 @@ class SamplerPosition:
 
 
 class RngStates:
-    """Every rank's RNG states (torch, CUDA, numpy, python), gathered to rank 0; each rank restores its own."""
-
-    def __init__(self, rank, num_gpus):
-        self.rank, self.num_gpus = rank, num_gpus
+    """This process's RNG states (torch, CUDA, numpy, python); register per rank."""
 
     def state_dict(self):
-        states = [ckpt.get_rng_state()]
-        if self.num_gpus > 1:
-            states = [None] * self.num_gpus
-            torch.distributed.all_gather_object(states, ckpt.get_rng_state())
-        return states
+        return ckpt.get_rng_state()
 
-    def load_state_dict(self, states):
-        if self.rank < len(states):
-            ckpt.set_rng_state(states[self.rank])
+    def load_state_dict(self, state):
+        ckpt.set_rng_state(state)
 
 #----------------------------------------------------------------------------
 
@@ -246,8 +258,8 @@ class RngStates:
 class RunState:
     """What the training loop has built and how far it is (one per process)."""
     device:         torch.device
+    checkpoint:     CheckpointIO
     counters:       Counters = dataclasses.field(default_factory=Counters)
-    checkpoint:     CheckpointIO = dataclasses.field(default_factory=CheckpointIO)
     # Data.
     training_set:   object = None
     sampler:        object = None

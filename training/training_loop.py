@@ -26,7 +26,7 @@ from torch_utils import distributed, misc, snapshot, training_stats
 from training import checkpoint as ckpt
 from training import network_loader, resume, runtime
 from training.loss import make_phases
-from training.run_state import AugmentP, Group, Layout, RngStates, RunState, SamplerPosition, TrainingConfig  # noqa: F401 (TrainingConfig: also train.py's)
+from training.run_state import AugmentP, CheckpointIO, Group, Layout, RngStates, RunState, SamplerPosition, TrainingConfig  # noqa: F401 (TrainingConfig: also train.py's)
 
 #----------------------------------------------------------------------------
 
@@ -36,7 +36,8 @@ def training_loop(**kwargs):
     Returns 'done', or 'interrupted' after SIGTERM / Ctrl-C (a checkpoint is written first).
     """
     cfg = TrainingConfig(**kwargs)
-    run = RunState(device=torch.device(cfg.device if cfg.device is not None else ('cuda' if torch.cuda.is_available() else 'cpu')))
+    run = RunState(device=torch.device(cfg.device if cfg.device is not None else ('cuda' if torch.cuda.is_available() else 'cpu')),
+                   checkpoint=CheckpointIO(cfg.rank, cfg.num_gpus))
     failed = True
     try:
         setup(cfg, run)
@@ -113,21 +114,21 @@ def setup(cfg, run):
         if cfg.ada_target is not None:
             run.ada = dnnlib.util.construct_class_by_name(class_name='training.augment.AdaController', target=cfg.ada_target,
                 interval=cfg.ada_interval, speed_kimg=cfg.ada_kimg, batch_size=cfg.batch_size)
-            io.register('ada_state', run.ada)
+            io.register('ada_state', run.ada, per_rank=True)
     for name in snapshot.NETWORK_KEYS:
         io.register_module(name, getattr(run, name))
 
     # Loss and phases: (name, module, opt, interval); lazy regularization rescales lr and betas.
     run.loss = dnnlib.util.construct_class_by_name(device=run.device, G=run.G, D=run.D, augment_pipe=run.augment_pipe,
                                                    **({'ada_controller': run.ada} if run.ada is not None else {}), **cfg.loss_kwargs)
-    io.register('loss_state', run.loss)
+    io.register('loss_state', run.loss, per_rank=True)
     if cfg.progressive_kwargs is not None:
         run.progressive = dnnlib.util.construct_class_by_name(**cfg.progressive_kwargs)
         io.register('progressive_state', run.progressive)
     run.phases = make_phases('G', run.G, cfg.G_opt_kwargs, cfg.G_reg_interval) + make_phases('D', run.D, cfg.D_opt_kwargs, cfg.D_reg_interval)
     run.opts = {name: phase.opt for name, phase in zip(['G', 'D'], [p for p in run.phases if p.interval == 1])}
     io.register('opt_states', Group(run.opts))
-    io.register('rng_states', RngStates(cfg.rank, cfg.num_gpus))
+    io.register('rng_states', RngStates(), per_rank=True)
 
     # Resume: networks (and, continuing exactly, every registered part).
     if resume_data is not None:
@@ -322,7 +323,7 @@ def tick_maintenance(cfg, run, done):
 
 def save_checkpoint(cfg, run, label):
     """Write network-snapshot-<label>.pt and training-state-<label>.pt (rank 0), keep the last few; all ranks call it."""
-    state = run.checkpoint.state_dict()  # on every rank: the RNG states are gathered
+    state = run.checkpoint.state_dict()  # on every rank: per-rank parts are gathered
     if cfg.rank != 0:
         return None, None
     meta = dict(training_set_kwargs=dict(cfg.training_set_kwargs), cur_nimg=run.counters.cur_nimg)
