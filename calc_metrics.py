@@ -18,7 +18,7 @@ from training import network_loader
 
 DEFAULT_DATASET_CLASS = 'training.dataset.ImageFolderDataset'
 INCEPTION_CHOICES = {'nvlabs': detectors.INCEPTION, 'pytorch-fid': detectors.PT_INCEPTION}
-_SNAPSHOT_RE = re.compile(r'network-snapshot-\d+\.(pt|pkl)')
+_SNAPSHOT_RE = re.compile(r'network-snapshot-\d+(\.\d{3})?\.(pt|pkl)')  # training.checkpoint labels
 
 
 def list_run_snapshots(run_dir):

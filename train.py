@@ -45,6 +45,7 @@ import dnnlib
 from torch_utils import distributed
 from training import checkpoint, demo_dataset, resume, run_dir as rundir, runtime, training_loop
 from training.loss import LOSS_TYPES
+from training.run_state import TrainingConfig
 
 #----------------------------------------------------------------------------
 # Presets (NVlabs stylegan2-ada-pytorch numbers). -1 = computed by the 'auto' rules.
@@ -279,62 +280,55 @@ def train_worker(c, resume_data):
         return training_loop.training_loop(**dict(c, rank=rank, device=device, resume_data=resume_data, metric_hook=hook))
 
 
-def launch(c, desc, opts, env):
-    """Plan on rank 0, share the plan, train: one process, `--gpus=N` local processes, or one rank of torchrun/SLURM."""
+def launch(c, desc, opts, env, held):
+    """Plan on rank 0, share the plan, train: one process, `--gpus=N` local processes, or one rank of torchrun/SLURM.
+    The run dir's lock and the log tee go into `held` (released by the caller, after any error line)."""
     backend = 'nccl' if c.device == 'cuda' else 'gloo'
-    training_loop.TrainingConfig(**c)  # the loop's own checks, before anything is written
+    TrainingConfig(**c)  # the loop's own checks, before anything is written
     if env.launcher != 'single':
         distributed.init(backend=backend)
-    lock = log = None
-    try:
-        plan, error = None, None
-        if env.rank == 0:
-            try:
-                plan = make_plan(c, desc, opts)
-                if plan.note:
-                    print(plan.note)
-                if not plan.complete:
-                    lock = claim_run_dir(plan, opts, desc)
-            except (resume.ResumeError, rundir.RunDirError) as e:
-                error = e
-        plan, error = distributed.broadcast_object((plan, error))  # every rank agrees, or every rank stops
-        if error is not None:
-            raise error
-        if plan.complete:
-            distributed.print0(f'{plan.run_dir} is complete: it reached --kimg={c.total_kimg} ({plan.cur_nimg / 1000:g} kimg done). '
-                               f'Nothing to do; raise --kimg to train further.')
-            return 'complete'
-        apply_plan(c, plan, opts)
-        c.run_dir, c.resume = plan.run_dir, plan.resume
-        if env.rank == 0:
-            log = runtime.LogTee(os.path.join(plan.run_dir, 'log.txt'))
-            checkpoint.write_json(os.path.join(plan.run_dir, 'training_options.json'), dict(c))
-            launcher = (f'{env.launcher}, {env.world_size} ranks' if env.launcher != 'single' else
-                        'local processes' if c.num_gpus > 1 else 'single process')
-            print_summary(c, plan.run_dir, plan, launcher)
-        if env.launcher != 'single' or c.num_gpus == 1:
-            return train_worker(c, plan.data)
-        print(f'Launching {c.num_gpus} processes ({backend})...', flush=True)
-        distributed.launch_local(train_worker, c.num_gpus, args=(c, plan.data), backend=backend)
-        return 'done'
-    finally:
-        if log is not None:
-            log.close()
-        if lock is not None:
-            lock.release()
-        if env.launcher != 'single':
-            distributed.shutdown()
+    plan, error = None, None
+    if env.rank == 0:
+        try:
+            plan = make_plan(c, desc, opts)
+            if plan.note:
+                print(plan.note)
+            if not plan.complete:
+                held.lock = claim_run_dir(plan, opts, desc)
+        except (resume.ResumeError, rundir.RunDirError) as e:
+            error = e
+    plan, error = distributed.broadcast_object((plan, error))  # every rank agrees, or every rank stops
+    if error is not None:
+        raise error
+    if plan.complete:
+        distributed.print0(f'{plan.run_dir} is complete: it reached --kimg={c.total_kimg} ({plan.cur_nimg / 1000:g} kimg done). '
+                           f'Nothing to do; raise --kimg to train further.')
+        return 'complete'
+    apply_plan(c, plan, opts)
+    c.run_dir, c.resume = plan.run_dir, plan.resume
+    if env.rank == 0:
+        held.log = runtime.LogTee(os.path.join(plan.run_dir, 'log.txt'))
+        checkpoint.write_json(os.path.join(plan.run_dir, 'training_options.json'), dict(c))
+        launcher = (f'{env.launcher}, {env.world_size} ranks' if env.launcher != 'single' else
+                    'local processes' if c.num_gpus > 1 else 'single process')
+        print_summary(c, plan.run_dir, plan, launcher)
+    if env.launcher != 'single' or c.num_gpus == 1:
+        return train_worker(c, plan.data)
+    print(f'Launching {c.num_gpus} processes ({backend})...', flush=True)
+    distributed.launch_local(train_worker, c.num_gpus, args=(c, plan.data), backend=backend)
+    return 'done'
 
 
 def run_or_exit(c, desc, opts, env):
-    """launch(), ending the process with status 1 and one line naming the cause when anything fails."""
+    """launch(), ending the process with status 1 and one line naming the cause (also in log.txt) when anything fails."""
+    held = dnnlib.EasyDict(lock=None, log=None)
     try:
-        return launch(c, desc, opts, env)
+        return launch(c, desc, opts, env, held)
     except resume.ResumeError as e:
         raise click.BadParameter(str(e).removeprefix('--resume: '), param_hint='--resume') from e
     except (click.ClickException, click.exceptions.Exit):
         raise
-    except BaseException as e:  # noqa: B036 -- every failure, also a second Ctrl-C, ends with one clear line
+    except BaseException as e:  # every failure, also a second Ctrl-C, ends with one clear line
         runtime.stop_child_processes()
         if not isinstance(e, KeyboardInterrupt):
             traceback.print_exc()
@@ -342,6 +336,13 @@ def run_or_exit(c, desc, opts, env):
         message = 'interrupted (Ctrl-C)' if isinstance(e, KeyboardInterrupt) else runtime.describe_failure(e, where)
         print(f'train.py: error: {message}', file=sys.stderr, flush=True)
         sys.exit(1)
+    finally:
+        if held.log is not None:
+            held.log.close()
+        if held.lock is not None:
+            held.lock.release()
+        if env.launcher != 'single':
+            distributed.shutdown()
 
 #----------------------------------------------------------------------------
 

@@ -105,6 +105,8 @@ def test_failure_exits_with_one_clear_line(tmp_path, data_path, case):
     status, last, output = train([f'--outdir={tmp_path / "out"}', '--kimg=0.1'] + TINY + args, env=env)
     assert status != 0, output[-3000:]
     assert all(word in last for word in words), f'last line: {last!r}'
+    for log in (tmp_path / 'out').glob('*/log.txt'):  # a run that started logs its error line too
+        assert log.read_text().splitlines()[-1] == last
     assert not (tmp_path / 'MARKER').exists()
 
 
@@ -128,6 +130,9 @@ def finished_run(tmp_path_factory, data_path):
     args = [f'--outdir={outdir}', f'--data={data_path}', '--resume=auto'] + TINY
     status, last, output = train(args + ['--kimg=0.004'])
     assert status == 0, output[-3000:]
+    [run_name] = os.listdir(outdir)
+    log = (outdir / run_name / 'log.txt').read_text()
+    assert log.index('Training options:') < log.index('tick 0') < log.index('Exiting...')  # everything printed, from the options on
     return outdir, args
 
 

@@ -26,7 +26,7 @@ from torch_utils import distributed, misc, snapshot, training_stats
 from training import checkpoint as ckpt
 from training import network_loader, resume, runtime
 from training.loss import make_phases
-from training.run_state import AugmentP, CheckpointIO, Group, Layout, RngStates, RunState, SamplerPosition, TrainingConfig  # noqa: F401 (TrainingConfig: also train.py's)
+from training.run_state import AugmentP, CheckpointIO, Group, Layout, RngStates, RunState, SamplerPosition, TrainingConfig
 
 #----------------------------------------------------------------------------
 
