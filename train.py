@@ -324,11 +324,11 @@ def run_or_exit(c, desc, opts, env):
     held = dnnlib.EasyDict(lock=None, log=None)
     try:
         return launch(c, desc, opts, env, held)
-    except resume.ResumeError as e:
-        raise click.BadParameter(str(e).removeprefix('--resume: '), param_hint='--resume') from e
-    except (click.ClickException, click.exceptions.Exit):
-        raise
     except BaseException as e:  # every failure, also a second Ctrl-C, ends with one clear line
+        if isinstance(e, resume.ResumeError) and held.log is None:  # found before the run started: a usage error
+            raise click.BadParameter(str(e).removeprefix('--resume: '), param_hint='--resume') from e
+        if isinstance(e, (click.ClickException, click.exceptions.Exit)):
+            raise
         runtime.stop_child_processes()
         if not isinstance(e, KeyboardInterrupt):
             traceback.print_exc()
