@@ -15,6 +15,7 @@ images past the whole kimg) unless the count is a whole kimg.
 
 import contextlib
 import glob
+import io
 import json
 import os
 import random
@@ -66,10 +67,10 @@ def list_checkpoints(run_dir):
     return [path for *_key, path in sorted(found)]
 
 
-def read_checkpoint(path):
-    """Load a checkpoint or snapshot file as plain data (no code runs); errors name the file."""
+def read_checkpoint(path, data=None):
+    """Load a checkpoint or snapshot file (or its bytes `data`) as plain data (no code runs); errors name the file."""
     try:
-        return torch.load(path, map_location='cpu', weights_only=True)
+        return torch.load(io.BytesIO(data) if data is not None else path, map_location='cpu', weights_only=True)
     except Exception as e:
         raise IOError(f'Cannot read checkpoint {path}: {type(e).__name__}: {e}. '
                       f'The file is damaged; delete it to resume from the previous checkpoint.') from e
@@ -82,21 +83,23 @@ def training_state_of(data):
     return state if isinstance(state, dict) else None
 
 
-def find_latest_checkpoint(run_dir, verbose=True):
-    """Path of the newest checkpoint in `run_dir` that loads and holds a training state, or None.
+def find_latest_checkpoint(run_dir, with_data=False):
+    """The newest checkpoint in `run_dir` that loads and holds a training state: its path, or with
+    `with_data` (path, file bytes, training_state); None if there is none.
 
-    Damaged files (e.g. truncated by a full disk) are skipped with a warning naming them.
+    Each file is read once; damaged ones (e.g. truncated by a full disk) are skipped with a warning naming them.
     """
     for path in reversed(list_checkpoints(run_dir)):
         try:
-            data = read_checkpoint(path)
+            with open(path, 'rb') as f:
+                data = f.read()
+            state = training_state_of(read_checkpoint(path, data))
         except IOError as e:
             warnings.warn(str(e))
             continue
-        if training_state_of(data) is not None:
-            return path
-        if verbose:
-            warnings.warn(f'{path}: not a ganforge training state; skipped')
+        if state is not None:
+            return (path, data, state) if with_data else path
+        warnings.warn(f'{path}: not a ganforge training state; skipped')
     return None
 
 

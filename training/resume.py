@@ -105,23 +105,6 @@ def describe_differences(run_dir, recorded, options, diff):
 
 #----------------------------------------------------------------------------
 
-def latest_usable_checkpoint(run_dir):
-    """(path, bytes, training_state) of the newest checkpoint in `run_dir` that loads, or None.
-    Damaged ones (e.g. truncated by a full disk) are skipped with a note naming them."""
-    for path in reversed(ckpt.list_checkpoints(run_dir)):
-        try:
-            with open(path, 'rb') as f:
-                data = f.read()
-            kind, state = inspect_resume_data(data, path)
-        except OSError as e:  # unreadable or damaged (ResumeError)
-            print(f'Skipping damaged checkpoint {path}: {e}')
-            continue
-        if kind == EXACT:
-            return path, data, state
-        print(f'Skipping {path}: not a ganforge training state')
-    return None
-
-
 def plan_run(outdir, desc, options, resume=None, run_dir=None, ignore_keys=(), inherit_keys=(), weights_options=None):
     """Decide the run dir and resume file (rank 0; creates nothing). See the module docstring.
 
@@ -173,9 +156,9 @@ def plan_run(outdir, desc, options, resume=None, run_dir=None, ignore_keys=(), i
     if chosen is None:
         return ResumePlan(run_dir=run_dir, note=note)
 
-    found = latest_usable_checkpoint(chosen)
+    found = ckpt.find_latest_checkpoint(chosen, with_data=True)
     if found is None:
-        raise ResumeError(f'--resume=auto: {chosen} has checkpoints but none is usable (see above); not restarting at kimg 0 '
+        raise ResumeError(f'--resume=auto: {chosen} has checkpoints but none is usable (see the warnings); not restarting at kimg 0 '
                           f'inside it. Pass --resume=<network-snapshot> to fine-tune from its weights, or use another --outdir.')
     path, data, state = found
     recorded = read_options(chosen) or {}
