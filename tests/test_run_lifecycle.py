@@ -4,6 +4,7 @@ line (with the default DataLoader workers), one writer per run dir, a finished r
 stopped and resumed equal an uninterrupted 2-rank run bit for bit."""
 
 import errno
+import io
 import json
 import os
 import shutil
@@ -110,16 +111,31 @@ def test_failure_exits_with_one_clear_line(tmp_path, data_path, case):
     assert not (tmp_path / 'MARKER').exists()
 
 
+class _FullDisk(io.RawIOBase):
+    """A file that runs out of space after 1000 bytes."""
+    written = 0
+
+    def writable(self):
+        return True
+
+    def write(self, data):
+        self.written += len(data)
+        if self.written > 1000:
+            raise OSError(errno.ENOSPC, 'No space left on device')
+        return len(data)
+
+
 def test_disk_full_is_named():
-    e = IOError('unexpected pos 1234')
-    try:
-        try:
-            raise OSError(errno.ENOSPC, 'No space left on device', '/runs/00000/training-state-000004.pt')
-        except OSError as inner:
-            raise e from inner
-    except IOError as outer:
-        assert runtime.describe_failure(outer) == 'no space left on /runs/00000/training-state-000004.pt'
+    # torch.save on a full disk raises 'unexpected pos ...' with the OSError only as its context.
+    with pytest.raises(OSError) as info:
+        with runtime.naming_disk_full('/runs/00000/training-state-000004.pt'):
+            torch.save({'x': torch.zeros(10000)}, _FullDisk())
+    assert runtime.describe_failure(info.value) == 'no space left on /runs/00000/training-state-000004.pt'
     assert runtime.describe_failure(OSError(errno.ENOSPC, 'No space left on device'), where='/runs/x') == 'no space left on /runs/x'
+    with pytest.raises(ValueError):  # other errors pass unchanged
+        with runtime.naming_disk_full('/runs/x'):
+            raise ValueError('x')
+
 
 #----------------------------------------------------------------------------
 # One writer per run dir; finished is finished.

@@ -9,6 +9,7 @@ reason, and `stop_child_processes` kills whatever worker is left before an error
 exit handler would otherwise send the ignored SIGTERM and wait for the worker for ever.)
 """
 
+import contextlib
 import errno
 import multiprocessing
 import os
@@ -104,6 +105,22 @@ def _chain(e):
         seen.append(e)
         e = e.__cause__ or e.__context__
     return seen
+
+
+def _is_disk_full(e):
+    return any(isinstance(link, OSError) and link.errno == errno.ENOSPC for link in _chain(e))
+
+
+@contextlib.contextmanager
+def naming_disk_full(path):
+    """Re-raise a full disk inside the block as OSError(ENOSPC) naming `path` (torch.save reports it as
+    'unexpected pos ...' with the OSError only in the context)."""
+    try:
+        yield
+    except Exception as e:
+        if _is_disk_full(e) and not (isinstance(e, OSError) and e.filename):
+            raise OSError(errno.ENOSPC, 'No space left on device', path) from e
+        raise
 
 
 def describe_failure(e, where=None):

@@ -330,7 +330,7 @@ def save_checkpoint(cfg, run, label):
     snapshot_path = os.path.join(cfg.run_dir, ckpt.snapshot_name(label))
     checkpoint_path = os.path.join(cfg.run_dir, ckpt.checkpoint_name(label))
     for path, data in [(snapshot_path, run.checkpoint.snapshot(**meta)), (checkpoint_path, run.checkpoint.snapshot(state, **meta))]:
-        with dnnlib.util.atomic_write(path) as f:
+        with runtime.naming_disk_full(path), dnnlib.util.atomic_write(path) as f:
             torch.save(data, f)
     ckpt.prune_checkpoints(cfg.run_dir, cfg.checkpoint_keep)
     return snapshot_path, checkpoint_path
