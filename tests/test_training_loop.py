@@ -246,3 +246,18 @@ def test_weights_only_resume_restarts_augment_p(tmp_path, data_path):
                 assert torch.equal(captured['G'][k], v), k
     finally:
         training_loop.setup = original_setup
+
+
+def test_metric_hook_runs_on_every_snapshot(tmp_path, data_path):
+    # training does not import metrics: the caller passes the hook (train.py: metric_main.run_metrics_on_snapshot).
+    calls = []
+    def hook(metrics, G_ema, snapshot_path, **kwargs):
+        calls.append((list(metrics), os.path.basename(snapshot_path), kwargs['rank']))
+        return [{'results': {'fake_metric': float(len(calls))}}]
+    c = tiny_config(tmp_path / 'm', data_path, total_kimg=0.008, augment_kwargs=None, ada_target=None, image_snapshot_ticks=None)
+    assert training_loop.training_loop(**c, metrics=['fid1k_full'], metric_hook=hook) == 'done'
+    assert calls == [(['fid1k_full'], 'network-snapshot-000000.004.pt', 0), (['fid1k_full'], 'network-snapshot-000000.008.pt', 0)]
+    lines = [json.loads(l) for l in open(tmp_path / 'm' / 'stats.jsonl')]
+    assert [l['Metrics/fake_metric']['mean'] for l in lines] == [1.0, 2.0]
+    with pytest.raises(ValueError, match='metric_hook'):
+        training_loop.training_loop(**tiny_config(tmp_path / 'n', data_path), metrics=['fid1k_full'])
