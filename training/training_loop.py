@@ -1,5 +1,9 @@
 """The StyleGAN2 training loop: setup, one minibatch of phases, and tick maintenance.
 
+What the loop is asked to do is a `TrainingConfig`, what it builds and how far it is a `RunState`,
+and what a checkpoint holds is whatever `setup` registers with the run's `CheckpointIO` (all in
+`training.run_state`; docs/ARCHITECTURE.md has the data flow of one step).
+
 Determinism: every minibatch reseeds the global torch/numpy RNGs from (random_seed, rank, batch_idx),
 draws the latents and labels of the whole global batch from a generator seeded by
 (random_seed, batch_idx) (each rank takes every num_gpus-th row), and reads real images from an
