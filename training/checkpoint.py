@@ -95,7 +95,7 @@ def find_latest_checkpoint(run_dir, with_data=False):
                 data = f.read()
             state = training_state_of(read_checkpoint(path, data))
         except IOError as e:
-            warnings.warn(str(e))
+            warnings.warn(f'Skipping damaged checkpoint {path} ({e.__cause__ or e})')
             continue
         if state is not None:
             return (path, data, state) if with_data else path
