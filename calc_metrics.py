@@ -5,7 +5,6 @@ snapshot of a training run that has not been evaluated yet, appending NVlabs-sty
 import json
 import os
 import re
-import tempfile
 import time
 
 import click
@@ -14,14 +13,14 @@ import torch
 import dnnlib
 import dnnlib.cli
 from metrics import detectors, metric_main
-from torch_utils import persistence
+from torch_utils import distributed, persistence
 from training import demo_dataset, network_loader
 
 #----------------------------------------------------------------------------
 
 DEFAULT_DATASET_CLASS = 'training.dataset.ImageFolderDataset'
 INCEPTION_CHOICES = {'nvlabs': detectors.INCEPTION, 'pytorch-fid': detectors.PT_INCEPTION}
-_SNAPSHOT_RE = re.compile(r'network-snapshot-\d+\.(pt|pkl)')
+_SNAPSHOT_RE = re.compile(r'network-snapshot-\d+(\.\d{3})?\.(pt|pkl)')  # training.checkpoint labels
 
 
 def list_run_snapshots(run_dir):
@@ -149,59 +148,49 @@ def check_dataset(dataset_kwargs, source):
 
 #----------------------------------------------------------------------------
 
-def run_jobs(rank, args, temp_dir):
-    """Worker (one per process): evaluate every (snapshot, metrics) job; rank 0 writes the JSONL lines."""
-    num_gpus = args.gpus
-    use_cuda = torch.cuda.is_available() and torch.cuda.device_count() >= num_gpus
-    device = torch.device('cuda', rank) if use_cuda else torch.device('cpu')
-    if use_cuda:
-        torch.cuda.set_device(device)
-    elif num_gpus > 1:
+def run_jobs(args):
+    """Worker (one per process, started by torch_utils.distributed.launch_local): evaluate every
+    (snapshot, metrics) job; rank 0 writes the JSONL lines."""
+    num_gpus, rank = distributed.get_world_size(), distributed.get_rank()
+    device = distributed.device()
+    if device.type == 'cpu' and num_gpus > 1:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // num_gpus))  # CPU processes share the cores
-    if num_gpus > 1:
-        init_file = os.path.abspath(os.path.join(temp_dir, '.torch_distributed_init'))
-        torch.distributed.init_process_group(backend='nccl' if use_cuda else 'gloo', init_method=f'file://{init_file}',
-                                             rank=rank, world_size=num_gpus)
-    try:
-        start = time.time()
-        rows = [(path, {metric: 'failed earlier' for p, metric, _reason in args.skipped if p == path})
-                for path in dict.fromkeys([p for p, _m, _r in args.skipped] + [p for p, _m in args.jobs])]
-        cells = dict(rows)
-        for i, (path, metrics) in enumerate(args.jobs):
-            if rank == 0 and args.verbose:
-                eta = ''
-                if i > 0:
-                    eta = f', ETA {dnnlib.util.format_time((time.time() - start) / i * (len(args.jobs) - i))}'
-                print(f'[{i + 1}/{len(args.jobs)}] {path}: {", ".join(metrics)}{eta}', flush=True)
-            signature = file_signature(path)
-            try:
-                snap = network_loader.load_network(path, device=device)
-            except (ValueError, OSError, EOFError, RuntimeError) as e:  # a damaged, refused or unreadable file: record it, go on
-                reason = f'{type(e).__name__}: {e}'
-                transient = isinstance(e, OSError)  # e.g. permissions or a network share: retried on every run
-                if rank == 0:
-                    print(f'Skipping {path}: cannot load it ({reason})', flush=True)
-                    for metric in metrics:
-                        cells[path][metric] = 'failed to load'
-                        metric_main.report_metric(dict(metric=metric, failed=reason, file_signature=None if transient else signature),
-                                                  run_dir=args.run_dir, snapshot_pkl=path if args.run_dir else None, verbose=False)
-                continue
-            G = snap['G_ema']
-            dataset_kwargs = dataset_kwargs_for(G, snap, args.data, args.mirror, path)
-            check_dataset(dataset_kwargs, path)
-            for metric in metrics:
-                result = metric_main.calc_metric(metric, G=G, dataset_kwargs=dataset_kwargs, num_gpus=num_gpus, rank=rank,
-                                                 device=device, detector_dir=args.detector_dir, verbose=args.verbose and rank == 0,
-                                                 inception=args.inception)
-                if rank == 0:
-                    metric_main.report_metric(result, run_dir=args.run_dir, snapshot_pkl=path if args.run_dir else None,
-                                              verbose=args.verbose)
-                    cells[path][metric] = _result_cell(result)
+    start = time.time()
+    rows = [(path, {metric: 'failed earlier' for p, metric, _reason in args.skipped if p == path})
+            for path in dict.fromkeys([p for p, _m, _r in args.skipped] + [p for p, _m in args.jobs])]
+    cells = dict(rows)
+    for i, (path, metrics) in enumerate(args.jobs):
         if rank == 0 and args.verbose:
-            print('\nSummary:\n' + summary_table(rows, args.metrics), flush=True)
-    finally:
-        if num_gpus > 1:
-            torch.distributed.destroy_process_group()
+            eta = ''
+            if i > 0:
+                eta = f', ETA {dnnlib.util.format_time((time.time() - start) / i * (len(args.jobs) - i))}'
+            print(f'[{i + 1}/{len(args.jobs)}] {path}: {", ".join(metrics)}{eta}', flush=True)
+        signature = file_signature(path)
+        try:
+            snap = network_loader.load_network(path, device=device)
+        except (ValueError, OSError, EOFError, RuntimeError) as e:  # a damaged, refused or unreadable file: record it, go on
+            reason = f'{type(e).__name__}: {e}'
+            transient = isinstance(e, OSError)  # e.g. permissions or a network share: retried on every run
+            if rank == 0:
+                print(f'Skipping {path}: cannot load it ({reason})', flush=True)
+                for metric in metrics:
+                    cells[path][metric] = 'failed to load'
+                    metric_main.report_metric(dict(metric=metric, failed=reason, file_signature=None if transient else signature),
+                                              run_dir=args.run_dir, snapshot_pkl=path if args.run_dir else None, verbose=False)
+            continue
+        G = snap['G_ema']
+        dataset_kwargs = dataset_kwargs_for(G, snap, args.data, args.mirror, path)
+        check_dataset(dataset_kwargs, path)
+        for metric in metrics:
+            result = metric_main.calc_metric(metric, G=G, dataset_kwargs=dataset_kwargs, num_gpus=num_gpus, rank=rank,
+                                             device=device, detector_dir=args.detector_dir, verbose=args.verbose and rank == 0,
+                                             inception=args.inception)
+            if rank == 0:
+                metric_main.report_metric(result, run_dir=args.run_dir, snapshot_pkl=path if args.run_dir else None,
+                                          verbose=args.verbose)
+                cells[path][metric] = _result_cell(result)
+    if rank == 0 and args.verbose:
+        print('\nSummary:\n' + summary_table(rows, args.metrics), flush=True)
 
 
 def calc_metrics(network, metrics, data=None, mirror=None, gpus=1, detector_dir=None, inception='nvlabs', verbose=True):
@@ -235,11 +224,8 @@ def calc_metrics(network, metrics, data=None, mirror=None, gpus=1, detector_dir=
     args.dataset_classes = persistence.registered_classes('dataset')  # pickled by name: spawned processes register them too
     if verbose:
         print(f'Evaluating {len(jobs)} snapshot(s) on {gpus} process(es): {", ".join(metrics)}', flush=True)
-    with tempfile.TemporaryDirectory() as temp_dir:
-        if gpus == 1:
-            run_jobs(0, args, temp_dir)
-        else:
-            torch.multiprocessing.spawn(fn=run_jobs, args=(args, temp_dir), nprocs=gpus)
+    use_cuda = torch.cuda.is_available() and torch.cuda.device_count() >= gpus
+    distributed.launch_local(run_jobs, gpus, args=(args,), backend='nccl' if use_cuda else 'gloo')
     failed = []
     if run_dir is not None:
         for path, job_metrics in jobs:

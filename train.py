@@ -39,6 +39,8 @@ python train.py --outdir=runs --data=demo --kimg=20 --resume=runs/00000-auto-dem
 import json
 import os
 import re
+import sys
+import traceback
 
 import click
 import torch
@@ -47,7 +49,9 @@ import dnnlib
 import dnnlib.cli
 import torch_utils.cli
 from torch_utils import distributed
-from training import checkpoint, demo_dataset, training_loop
+from training import checkpoint, demo_dataset, resume, run_dir as rundir, runtime, training_loop
+from training.loss import LOSS_TYPES
+from training.run_state import TrainingConfig
 
 #----------------------------------------------------------------------------
 # Presets (NVlabs stylegan2-ada-pytorch numbers). -1 = computed by the 'auto' rules.
@@ -73,9 +77,10 @@ CPU_AUTO = dict(batch=8, cbase=1024, cmax=32, tick=1, snap=1, grid=(16, 8))
 # NVlabs transfer learning (--resume from network weights): ADA reacts faster and the EMA has no ramp-up.
 # A --resume=auto continuation inherits these from the run it continues, so they are not compared.
 TRANSFER_OPTIONS = dict(ada_kimg=100, ema_rampup=None)
+BLUR_OPTION = 'loss_kwargs.blur_init_sigma'  # NVlabs: no D-input blur when fine-tuning (stylegan3-r); dotted = nested option
 
 # Options that may change between the runs of one --resume=auto chain.
-RESUME_IGNORE_KEYS = tuple(TRANSFER_OPTIONS) + ('run_dir', 'resume', 'total_kimg', 'data_loader_kwargs', 'metrics', 'kimg_per_tick', 'image_snapshot_ticks',
+RESUME_IGNORE_KEYS = tuple(TRANSFER_OPTIONS) + (BLUR_OPTION, 'run_dir', 'resume', 'total_kimg', 'data_loader_kwargs', 'metrics', 'kimg_per_tick', 'image_snapshot_ticks',
                       'network_snapshot_ticks', 'checkpoint_keep', 'cudnn_benchmark', 'allow_tf32', 'device')
 
 #----------------------------------------------------------------------------
@@ -128,6 +133,8 @@ def build_config(opts, num_gpus, dry_run=False):
     c.D_opt_kwargs = dnnlib.EasyDict(class_name='torch.optim.Adam', lr=pick(opts.dlr, spec.get('dlrate', spec.lrate)), betas=[0, 0.99], eps=1e-8)
     c.loss_kwargs = dnnlib.EasyDict(class_name='training.loss.StyleGAN2Loss', r1_gamma=pick(opts.gamma, spec.gamma),
                                     style_mixing_prob=0.9, pl_weight=2)
+    if opts.loss != 'logistic':
+        c.loss_kwargs.loss_type = opts.loss
     if opts.cfg == 'cifar':
         c.loss_kwargs.update(pl_weight=0, style_mixing_prob=0)
         c.D_kwargs.architecture = 'orig'
@@ -143,10 +150,6 @@ def build_config(opts, num_gpus, dry_run=False):
     c.total_kimg = pick(opts.kimg, spec.kimg)
     c.ema_kimg = pick(opts.ema, spec.ema if spec.ema is not None else c.batch_size * 10 / 32)
     c.ema_rampup = spec.ramp
-    if opts.resume not in (None, 'auto') and not _is_training_state(opts.resume):
-        c.update(TRANSFER_OPTIONS)  # weights only: fine-tuning, as NVlabs train.py does for --resume
-        if 'blur_init_sigma' in c.loss_kwargs:
-            c.loss_kwargs.blur_init_sigma = 0  # NVlabs: no D-input blur when fine-tuning
     c.kimg_per_tick = pick(opts.tick, CPU_AUTO['tick'] if cpu_auto else 4)
     c.image_snapshot_ticks = c.network_snapshot_ticks = pick(opts.snap, CPU_AUTO['snap'] if cpu_auto else 50)
     c.image_grid_size = CPU_AUTO['grid'] if cpu_auto else None
@@ -174,7 +177,7 @@ def build_config(opts, num_gpus, dry_run=False):
     if opts.target is not None and opts.aug != 'ada':
         raise click.BadParameter('can only be given with --aug=ada', param_hint='--target')
 
-    c.metrics = _parse_metrics(opts.metrics)
+    c.metrics = _parse_metrics(opts.metrics, check_detectors=not dry_run)
 
     # Sanity checks that name the flag.
     if c.batch_size % num_gpus != 0:
@@ -185,6 +188,8 @@ def build_config(opts, num_gpus, dry_run=False):
         raise click.BadParameter(f'--batch-gpu={c.batch_gpu} is smaller than the minibatch-std group size {mbstd} (--mbstd-group)', param_hint='--batch-gpu')
 
     desc = f'{opts.cfg}-{dataset_name}-gpus{num_gpus}-batch{c.batch_size}-gamma{c.loss_kwargs.r1_gamma:g}'
+    if opts.loss != 'logistic':
+        desc += f'-{opts.loss}'
     if opts.desc:
         desc += f'-{opts.desc}'
     return c, re.sub(r'[^0-9A-Za-z_.+-]', '_', desc)
@@ -213,139 +218,165 @@ def _dataset_kwargs(opts, dry_run):
         raise click.BadParameter(str(e), param_hint='--data') from e
 
 
-def _is_training_state(path):
-    """True for a local ganforge training-state file (exact continuation); False for network
-    snapshots, NVlabs pickles, URLs and missing files (reported later, naming --resume)."""
-    if dnnlib.util.is_url(path, allow_file_urls=True) or not os.path.isfile(path):
-        return False
-    with open(path, 'rb') as f:
-        if f.read(2) != b'PK':  # not a torch.save zip container
-            return False
-    try:
-        data = torch.load(path, map_location='cpu', weights_only=True, mmap=True)
-    except Exception:
-        return False  # the training loop reports an unreadable file with its own message
-    return isinstance(data, dict) and bool((data.get('extra') or {}).get('training_state'))
-
-
-def _inherit_transfer_options(c, run_dir):
-    """--resume=auto: take TRANSFER_OPTIONS keys from the continued run's training_options.json."""
-    path = os.path.join(run_dir, 'training_options.json')
-    if not os.path.isfile(path):
-        return
-    with open(path, 'r', encoding='utf-8') as f:
-        old = json.load(f)
-    for key in TRANSFER_OPTIONS:
-        c.pop(key, None)
-        if key in old:
-            c[key] = old[key]
-
-
 def _augpipe_specs():
     from training.augment import augpipe_specs
     return augpipe_specs
 
 
-def _parse_metrics(text):
+def _parse_metrics(text, check_detectors):
+    """Metric names; unknown names and (unless a dry run) missing detectors fail here, before training."""
     names = [] if text is None or text.strip().lower() == 'none' else [m.strip() for m in text.split(',') if m.strip()]
     if names:
         try:
-            from metrics import metric_main
+            from metrics import detectors, metric_main
         except ImportError as e:
             raise click.BadParameter(f'the metrics package cannot be imported ({e}); use --metrics=none', param_hint='--metrics') from e
         bad = [m for m in names if not metric_main.is_valid_metric(m)]
         if bad:
             raise click.BadParameter(f'unknown metric {bad[0]!r}; valid: {", ".join(metric_main.list_valid_metrics()[:12])}, ... or none', param_hint='--metrics')
+        for name in names if check_detectors else []:
+            for detector in metric_main.required_detectors(name):
+                try:
+                    detectors.resolve_detector(detector)
+                except (detectors.DetectorNotFoundError, OSError, ValueError) as e:
+                    raise click.BadParameter(f'{name} needs detector {detector!r}: {e}', param_hint='--metrics') from e
     return names
 
+
+def _metric_hook():
+    """The training loop's metric hook (docs/ARCHITECTURE.md: the scripts layer wires metrics into training)."""
+    from metrics import metric_main
+    return metric_main.run_metrics_on_snapshot
+
 #----------------------------------------------------------------------------
-# Run directory and launch.
+# Run directory, resume plan and launch.
 
-def prepare_run_dir(c, desc, opts, dry_run=False):
-    """Pick the run dir and the resume file (rank 0 only); returns (run_dir, resume_path or None).
-    A --resume=auto continuation updates c's TRANSFER_OPTIONS keys to those of the continued run."""
-    options = {k: v for k, v in c.items()}
-    if opts.run_dir is not None:
-        run_dir = opts.run_dir
-    elif opts.resume == 'auto':
-        try:
-            run_dir = checkpoint.find_resumable_run_dir(opts.outdir, desc, options, ignore_keys=RESUME_IGNORE_KEYS)
-        except ValueError as e:
-            raise click.BadParameter(str(e), param_hint='--resume') from e
-        run_dir = run_dir or checkpoint.new_run_dir(opts.outdir, desc)
-    else:
-        run_dir = checkpoint.new_run_dir(opts.outdir, desc)
-    if opts.resume == 'auto':
-        resume = checkpoint.find_latest_checkpoint(run_dir)
-    elif opts.resume is not None:
-        resume = opts.resume
-        if not dnnlib.util.is_url(resume, allow_file_urls=True) and not os.path.isfile(resume):
-            raise click.BadParameter(f'no such file: {resume} (a training-state-*.pt, network-snapshot-*.pt, NVlabs .pkl, URL, or "auto")', param_hint='--resume')
-    else:
-        resume = None
-    if opts.resume == 'auto' and resume is not None:
-        _inherit_transfer_options(c, run_dir)
-        options = {k: v for k, v in c.items()}
-    if not dry_run:
-        if os.path.isdir(run_dir) and opts.run_dir is not None and opts.resume == 'auto' and resume is not None:
-            try:
-                checkpoint.check_options_match(run_dir, options, ignore_keys=RESUME_IGNORE_KEYS)
-            except ValueError as e:
-                raise click.BadParameter(str(e), param_hint='--resume') from e
-        os.makedirs(run_dir, exist_ok=True)
-        checkpoint.write_json(os.path.join(run_dir, 'training_options.json'), dict(options, run_dir=run_dir, resume=resume))
-    return run_dir, resume
+def transfer_options(c):
+    """What a weights-only resume sets (NVlabs transfer learning): faster ADA, no EMA ramp-up, no D-input blur."""
+    options = dict(TRANSFER_OPTIONS)
+    if 'blur_init_sigma' in c.loss_kwargs:
+        options[BLUR_OPTION] = 0
+    return options
 
 
-def print_summary(c, run_dir, resume, launcher):
+def make_plan(c, desc, opts):
+    """The resume plan (rank 0; reads, creates nothing); ResumeError names --resume."""
+    options = json.loads(json.dumps(c))
+    return resume.plan_run(opts.outdir, desc, options, resume=opts.resume, run_dir=opts.run_dir, ignore_keys=RESUME_IGNORE_KEYS,
+                           inherit_keys=tuple(TRANSFER_OPTIONS) + (BLUR_OPTION,), weights_options=transfer_options(c))
+
+
+def apply_plan(c, plan, opts):
+    """Options set by a weights-only resume (NVlabs transfer learning), or inherited from the run --resume=auto continues."""
+    if opts.resume == 'auto' and plan.resume is not None:
+        for key in TRANSFER_OPTIONS:
+            c.pop(key, None)
+    for key, value in plan.inherited.items():
+        resume.set_option(c, key, value)
+
+
+def claim_run_dir(plan, opts, desc):
+    """Rank 0: the run dir, created or reused, locked for the life of the run, cleaned of stale temporaries."""
+    if plan.run_dir is None:
+        plan.run_dir = rundir.claim_new_run_dir(opts.outdir, desc)
+    os.makedirs(plan.run_dir, exist_ok=True)
+    lock = rundir.RunDirLock(plan.run_dir)
+    try:
+        if plan.resume is None and checkpoint.list_checkpoints(plan.run_dir):
+            raise rundir.RunDirError(f'--run-dir {plan.run_dir} holds checkpoints of an earlier run; pass --resume=auto to continue it '
+                                     f'or choose another --run-dir')
+    except BaseException:
+        lock.release()
+        raise
+    return lock
+
+
+def print_summary(c, run_dir, plan, launcher):
     dev = 'CPU' if c.device == 'cpu' else 'GPU'
     print(f'\nTraining options:\n{json.dumps(c, indent=2)}\n')
     print(f'Output directory:    {run_dir}')
-    print(f'Resume from:         {resume or "(fresh start)"}')
+    print(f'Resume from:         {plan.resume or "(fresh start)"}' + (f' ({plan.kind})' if plan.kind else ''))
     print(f'Number of {dev}s:      {c.num_gpus} ({launcher})')
     print(f'Batch size:          {c.batch_size} images ({c.batch_gpu} per {dev} per round)')
     print(f'Training duration:   {c.total_kimg} kimg')
     print(f'Dataset path:        {c.training_set_kwargs.path}')
     print(f'Dataset resolution:  {c.training_set_kwargs.get("resolution", "?")}')
     print(f'Networks:            channel_base {c.G_kwargs.channel_base}, channel_max {c.G_kwargs.channel_max}, '
-          f'mapping {c.G_kwargs.mapping_kwargs.num_layers} layers\n')
+          f'mapping {c.G_kwargs.mapping_kwargs.num_layers} layers\n', flush=True)
 
 
-def train_worker(c):
+def train_worker(c, resume_data):
     """Body of every rank (inside the process group when there is more than one)."""
     rank = distributed.get_rank()
     device = torch.device('cuda', distributed.get_local_rank()) if c.device == 'cuda' else torch.device('cpu')
-    kwargs = dict(c, rank=rank, device=device)
+    hook = _metric_hook() if c.metrics else None
     with distributed.peer_failure_guard():
-        return training_loop.training_loop(**kwargs)
+        return training_loop.training_loop(**dict(c, rank=rank, device=device, resume_data=resume_data, metric_hook=hook))
 
 
-def launch(c, desc, opts):
-    """Single process, `--gpus=N` local processes, or one rank of a torchrun/SLURM job."""
+def launch(c, desc, opts, env, held):
+    """Plan on rank 0, share the plan, train: one process, `--gpus=N` local processes, or one rank of torchrun/SLURM.
+    The run dir's lock and the log tee go into `held` (released by the caller, after any error line)."""
     backend = 'nccl' if c.device == 'cuda' else 'gloo'
-    env = distributed.detect_env()
+    TrainingConfig(**c)  # the loop's own checks, before anything is written
     if env.launcher != 'single':
         distributed.init(backend=backend)
+    plan, error = None, None
+    if env.rank == 0:
         try:
-            run_dir, resume = prepare_run_dir(c, desc, opts) if env.rank == 0 else (None, None)
-            transfer = {k: c[k] for k in TRANSFER_OPTIONS if k in c} if env.rank == 0 else None
-            run_dir, resume, transfer = distributed.broadcast_object((run_dir, resume, transfer))  # all ranks agree
-            for key in TRANSFER_OPTIONS:
-                c.pop(key, None)
-            c.update(transfer)
-            if env.rank == 0:
-                print_summary(c, run_dir, resume, f'{env.launcher}, {env.world_size} ranks')
-            return train_worker(dnnlib.EasyDict(c, run_dir=run_dir, resume=resume))
-        finally:
-            distributed.shutdown()
-    run_dir, resume = prepare_run_dir(c, desc, opts)
-    print_summary(c, run_dir, resume, 'local processes' if c.num_gpus > 1 else 'single process')
-    c = dnnlib.EasyDict(c, run_dir=run_dir, resume=resume)
-    if c.num_gpus == 1:
-        return train_worker(c)
-    print(f'Launching {c.num_gpus} processes ({backend})...')
-    distributed.launch_local(train_worker, c.num_gpus, args=(c,), backend=backend)
+            plan = make_plan(c, desc, opts)
+            if plan.note:
+                print(plan.note)
+            if not plan.complete:
+                held.lock = claim_run_dir(plan, opts, desc)
+        except (resume.ResumeError, rundir.RunDirError) as e:
+            error = e
+    plan, error = distributed.broadcast_object((plan, error))  # every rank agrees, or every rank stops
+    if error is not None:
+        raise error
+    if plan.complete:
+        distributed.print0(f'{plan.run_dir} is complete: it reached --kimg={c.total_kimg} ({plan.cur_nimg / 1000:g} kimg done). '
+                           f'Nothing to do; raise --kimg to train further.')
+        return 'complete'
+    apply_plan(c, plan, opts)
+    c.run_dir, c.resume = plan.run_dir, plan.resume
+    if env.rank == 0:
+        held.log = runtime.LogTee(os.path.join(plan.run_dir, 'log.txt'))
+        checkpoint.write_json(os.path.join(plan.run_dir, 'training_options.json'), dict(c))
+        launcher = (f'{env.launcher}, {env.world_size} ranks' if env.launcher != 'single' else
+                    'local processes' if c.num_gpus > 1 else 'single process')
+        print_summary(c, plan.run_dir, plan, launcher)
+    if env.launcher != 'single' or c.num_gpus == 1:
+        return train_worker(c, plan.data)
+    print(f'Launching {c.num_gpus} processes ({backend})...', flush=True)
+    distributed.launch_local(train_worker, c.num_gpus, args=(c, plan.data), backend=backend)
     return 'done'
+
+
+def run_or_exit(c, desc, opts, env):
+    """launch(), ending the process with status 1 and one line naming the cause (also in log.txt) when anything fails."""
+    held = dnnlib.EasyDict(lock=None, log=None)
+    try:
+        return launch(c, desc, opts, env, held)
+    except BaseException as e:  # every failure, also a second Ctrl-C, ends with one clear line
+        if isinstance(e, resume.ResumeError) and held.log is None:  # found before the run started: a usage error
+            raise click.BadParameter(str(e).removeprefix('--resume: '), param_hint='--resume') from e
+        if isinstance(e, (click.ClickException, click.exceptions.Exit)):
+            raise
+        runtime.stop_child_processes()
+        if not isinstance(e, KeyboardInterrupt):
+            traceback.print_exc()
+        where = c.get('run_dir') or opts.outdir
+        message = 'interrupted (Ctrl-C)' if isinstance(e, KeyboardInterrupt) else runtime.describe_failure(e, where)
+        print(f'train.py: error: {message}', file=sys.stderr, flush=True)
+        sys.exit(1)
+    finally:
+        if held.log is not None:
+            held.log.close()
+        if held.lock is not None:
+            held.lock.release()
+        if env.launcher != 'single':
+            distributed.shutdown()
 
 #----------------------------------------------------------------------------
 
@@ -383,6 +414,7 @@ def launch(c, desc, opts):
 @click.option('--dlr',          help='D learning rate [default: preset]', metavar='FLOAT', type=dnnlib.cli.FiniteFloat(min=0, min_open=True))
 @click.option('--ema',          help='G_ema half-life [default: preset]', metavar='KIMG', type=dnnlib.cli.FiniteFloat(min=0))
 @click.option('--desc',         help='String to include in the run dir name', metavar='STR')
+@click.option('--loss',         help='GAN loss: logistic (StyleGAN2, NVlabs), r3gan (relativistic, R1+R2), wgan-gp (with drift term), hinge', type=click.Choice(list(LOSS_TYPES)), default='logistic', show_default=True)
 @click.option('-n', '--dry-run', help='Print the options and exit without writing anything', is_flag=True)
 def main(**kwargs):
     opts = dnnlib.EasyDict(kwargs)
@@ -395,11 +427,17 @@ def main(**kwargs):
     c, desc = build_config(opts, num_gpus, dry_run=opts.dry_run)
     if opts.dry_run:
         if env.rank == 0:
-            run_dir, resume = prepare_run_dir(c, desc, opts, dry_run=True)
-            print_summary(c, run_dir, resume, env.launcher)
+            try:
+                plan = make_plan(c, desc, opts)
+            except resume.ResumeError as e:
+                raise click.BadParameter(str(e).removeprefix('--resume: '), param_hint='--resume') from e
+            if plan.note:
+                print(plan.note)
+            apply_plan(c, plan, opts)
+            print_summary(c, plan.run_dir or rundir.next_run_dir(opts.outdir, desc), plan, env.launcher)
             print('Dry run; exiting.')
         return
-    launch(c, desc, opts)
+    run_or_exit(c, desc, opts, env)
 
 #----------------------------------------------------------------------------
 

@@ -23,7 +23,7 @@ import time
 import torch
 
 import dnnlib
-from metrics import equivariance, frechet_inception_distance, inception_score, kernel_inception_distance, metric_utils
+from metrics import detectors, equivariance, frechet_inception_distance, inception_score, kernel_inception_distance, metric_utils
 from metrics import perceptual_path_length, precision_recall
 
 #----------------------------------------------------------------------------
@@ -120,6 +120,13 @@ def _metric_fn(metric):
 
 def is_valid_metric(metric):
     return _metric_fn(metric) is not None
+
+
+def required_detectors(metric):
+    """Names of the detectors `metric` loads (train.py resolves them at start-up, before training)."""
+    if metric.startswith(('pr', 'ppl')):
+        return [detectors.VGG16]
+    return [detectors.INCEPTION]
 
 
 def list_valid_metrics():

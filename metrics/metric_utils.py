@@ -22,6 +22,7 @@ import torch
 
 import dnnlib
 from metrics import detectors
+from torch_utils import distributed
 
 #----------------------------------------------------------------------------
 
@@ -113,32 +114,18 @@ class ProgressMonitor:
 #----------------------------------------------------------------------------
 # Distributed helpers (no-ops for a single process).
 
-def broadcast_flag(flag, opts):
-    """Rank 0's boolean, on every rank."""
-    if opts.num_gpus == 1:
-        return bool(flag)
-    t = torch.as_tensor(1.0 if flag else 0.0, dtype=torch.float32, device=opts.device)
-    torch.distributed.broadcast(t, src=0)
-    return float(t.cpu()) != 0
-
-
-def barrier(opts):
-    if opts.num_gpus > 1:
-        torch.distributed.barrier()
-
-
 def get_feature_detector(name, opts, verbose=False):
     """Load the detector `name` (a known name, URL or path) on opts.device, cached per process by file
     identity; rank 0 goes first so that only one process downloads. Returns (module, identity) where
     identity ({'name', 'sha256'}) keys the statistics cache."""
     if opts.rank != 0:
-        barrier(opts)  # leader goes first
+        distributed.barrier()  # leader goes first
     try:
         path = detectors.resolve_detector(name, detector_dir=opts.detector_dir, verbose=verbose and opts.rank == 0)
         module = detectors.get_detector(path, device=opts.device)
     finally:
         if opts.rank == 0:
-            barrier(opts)  # others follow
+            distributed.barrier()  # others follow
     return module, detectors.detector_identity(path)
 
 #----------------------------------------------------------------------------
@@ -422,7 +409,7 @@ def compute_feature_stats_for_dataset(opts, detector_name, detector_kwargs, batc
                 stats = FeatureStats.load(cache_file, expected_meta=key)
             except ValueError as e:
                 print(f'Ignoring dataset statistics cache {cache_file}: {e}. Recomputing.', file=sys.stderr)
-        if broadcast_flag(stats is not None, opts):
+        if distributed.broadcast_flag(stats is not None, opts.device):
             return stats if stats is not None else FeatureStats.load(cache_file, expected_meta=key)
 
     # Each rank takes items rank, rank + W, ...; the wrap-around duplicates of the last round are dropped.
@@ -455,7 +442,7 @@ def compute_feature_stats_for_dataset(opts, detector_name, detector_kwargs, batc
     # Save to cache (atomic).
     if cache_file is not None and opts.rank == 0:
         stats.save(cache_file, meta=key)
-    barrier(opts)
+    distributed.barrier()
     return stats
 
 #----------------------------------------------------------------------------

@@ -77,7 +77,7 @@ def test_two_nodes_train_one_run(tmp_path, data_path):
     assert len(runs) == 1 and '-gpus2-' in runs[0], runs
     run_dir = outdir / runs[0]
     assert json.load(open(run_dir / 'training_options.json'))['num_gpus'] == 2
-    assert (run_dir / 'network-snapshot-000000.pt').exists() and (run_dir / 'training-state-000000.pt').exists()
+    assert (run_dir / 'network-snapshot-000000.008.pt').exists() and (run_dir / 'training-state-000000.008.pt').exists()
     kimg = [json.loads(l)['Progress/kimg']['mean'] for l in open(run_dir / 'stats.jsonl')]
     assert abs(kimg[-1] - 0.008) < 1e-6
     assert 'torchrun, 2 ranks' in logs[0] and 'tick 0' in logs[0] and 'tick 0' not in logs[1]  # rank 0 alone reports

@@ -68,13 +68,7 @@ def test_optimizer_resets_at_fade_start_and_end():
     assert len(opt.state) == 0 and opt.param_groups[0]['lr'] == 0.1
 
 
-def test_batch_and_lr_tables():
-    table = {'4': 64, '8': 32, 16: 16}
-    assert prog.batch_for_res(table, 8) == 32 and prog.batch_for_res(table, 16) == 16
-    assert prog.batch_for_res(table, 32, default=8) == 8 and prog.batch_for_res(None, 32, default=8) == 8
-    with pytest.raises(KeyError, match='resolution 32'):
-        prog.batch_for_res(table, 32)
-    assert prog.lr_for_res({1024: 0.0015}, 1024, 0.001) == 0.0015 and prog.lr_for_res({}, 8, 0.001) == 0.001
+def test_optimizer_lr_rescaled_for_lazy_regularization():
     opt = torch.optim.Adam([torch.nn.Parameter(torch.ones(1))], lr=1.0)
     prog.set_optimizer_lr(opt, 0.0017, reg_interval=16)
     assert opt.param_groups[0]['lr'] == pytest.approx(0.0017 * 16 / 17)
@@ -218,8 +212,7 @@ def test_schedule_hook_for_the_training_loop():
     loss = StyleGAN2Loss('cpu', G, D)
     opts = {'G': torch.optim.Adam(G.parameters(), lr=0.1), 'D': torch.optim.Adam(D.parameters(), lr=0.1)}
     hook = prog.ProgressiveSchedule(resolution=RES, start_res=4, stabilize_kimg=0.004, fade_kimg=0.008,
-                                    lr_table={'8': 0.004}, batch_table={4: 32, 8: 16}, G_reg_interval=4, D_reg_interval=16)
-    assert hook.batch_size(0, 8) == 32 and hook.batch_size(4, 8) == 16 and hook.batch_size(20, 8) == 8
+                                    lr_table={'8': 0.004}, G_reg_interval=4, D_reg_interval=16)
     reals = torch.randn([2, 3, RES, RES])
     resets = []
     for nimg in range(0, 28, 4):

@@ -80,7 +80,7 @@ def test_resume_is_bit_exact(tmp_path, data_path):
 def test_resume_from_snapshot_is_weights_only(tmp_path, data_path):
     opts = dict(image_snapshot_ticks=None, network_snapshot_ticks=100, kimg_per_tick=0.008, augment_kwargs=None, ada_target=None)
     training_loop.training_loop(**tiny_config(tmp_path / 'a', data_path, total_kimg=0.004, **opts))
-    snap = str(tmp_path / 'a' / 'network-snapshot-000000.pt')
+    snap = str(next((tmp_path / 'a').glob('network-snapshot-*.pt')))
     src = checkpoint.read_checkpoint(snap)
     training_loop.training_loop(**tiny_config(tmp_path / 'b', data_path, total_kimg=0.004, resume=snap,
                                               G_opt_kwargs=dict(class_name='torch.optim.Adam', lr=1e-30, betas=[0, 0.99], eps=1e-8), **opts))

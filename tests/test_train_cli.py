@@ -137,14 +137,14 @@ def test_resume_auto_is_the_same_command(tmp_path, data_path):
     runs = os.listdir(outdir)
     assert len(runs) == 1 and runs[0].startswith('00000-auto-')
     run_dir = outdir / runs[0]
-    for name in ['training_options.json', 'log.txt', 'stats.jsonl', 'reals.png', 'network-snapshot-000000.pt', 'training-state-000000.pt']:
+    for name in ['training_options.json', 'log.txt', 'stats.jsonl', 'reals.png', 'network-snapshot-000000.004.pt', 'training-state-000000.004.pt']:
         assert (run_dir / name).exists(), name
 
     # Same command, longer: continues in the same run dir from its checkpoint.
     result = _run(base + ['--kimg=0.008'])
     assert result.exit_code == 0
     assert os.listdir(outdir) == runs
-    assert 'Resuming from' in result.output and 'training-state-000000.pt' in result.output
+    assert 'Resuming from' in result.output and 'training-state-000000.004.pt' in result.output
     lines = [json.loads(l) for l in open(run_dir / 'stats.jsonl')]
     kimg = [line['Progress/kimg']['mean'] for line in lines]
     assert kimg == sorted(kimg) and abs(kimg[-1] - 0.008) < 1e-6
@@ -227,16 +227,16 @@ def test_resume_from_weights_is_nvlabs_transfer_learning(tmp_path, data_path):
     src = tmp_path / 'src'
     assert _run([f'--outdir={src}', f'--data={data_path}', '--kimg=0.004'] + TINY).exit_code == 0
     src_dir = src / os.listdir(src)[0]
-    o = _dry_run_options([f'--outdir={tmp_path}/x', f'--data={data_path}', '--device=cpu', f'--resume={src_dir}/network-snapshot-000000.pt'])
+    o = _dry_run_options([f'--outdir={tmp_path}/x', f'--data={data_path}', '--device=cpu', f'--resume={src_dir}/network-snapshot-000000.004.pt'])
     assert o['ada_kimg'] == 100 and o['ema_rampup'] is None
-    o = _dry_run_options([f'--outdir={tmp_path}/x', f'--data={data_path}', '--device=cpu', f'--resume={src_dir}/training-state-000000.pt'])
+    o = _dry_run_options([f'--outdir={tmp_path}/x', f'--data={data_path}', '--device=cpu', f'--resume={src_dir}/training-state-000000.004.pt'])
     assert 'ada_kimg' not in o and o['ema_rampup'] == 0.05
     o = _dry_run_options([f'--outdir={tmp_path}/x', f'--data={data_path}', '--device=cpu'])
     assert 'ada_kimg' not in o and o['ema_rampup'] == 0.05
 
     # Fine-tune from the snapshot, then continue that run with --resume=auto.
     out = tmp_path / 'out'
-    result = _run([f'--outdir={out}', f'--data={data_path}', f'--resume={src_dir}/network-snapshot-000000.pt', '--kimg=0.004'] + TINY)
+    result = _run([f'--outdir={out}', f'--data={data_path}', f'--resume={src_dir}/network-snapshot-000000.004.pt', '--kimg=0.004'] + TINY)
     assert result.exit_code == 0 and '(weights only)' in result.output
     runs = os.listdir(out)
     options = json.load(open(out / runs[0] / 'training_options.json'))

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import dnnlib
+from torch_utils import snapshot
 from training import network_loader
 from training import checkpoint, demo_dataset, training_loop
 
@@ -59,15 +60,18 @@ def test_tiny_run_writes_documented_files(tmp_path, data_path):
     status = training_loop.training_loop(**tiny_config(run_dir, data_path))
     assert status == 'done'
     names = os.listdir(run_dir)
-    for name in ['log.txt', 'stats.jsonl', 'reals.png', 'fakes_init.png', 'fakes000000.png',
-                 'network-snapshot-000000.pt', 'training-state-000000.pt']:
+    for name in ['log.txt', 'stats.jsonl', 'reals.png', 'fakes_init.png', 'fakes000000.024.png',
+                 'network-snapshot-000000.024.pt', 'training-state-000000.024.pt']:
         assert name in names, f'{name} missing from {sorted(names)}'
+    # Fractional ticks (0.008 kimg) end at 4, 12, 20 and 24 images: one snapshot each, none overwritten.
+    assert sorted(n for n in names if n.startswith('network-snapshot-')) == [
+        f'network-snapshot-000000.{n:03d}.pt' for n in [4, 12, 20, 24]]
     assert any(n.startswith('events.out.tfevents.') for n in names)
     assert not any(n.startswith('.tmp-') for n in names)
 
     # Grids: reals are 4x2 tiles of 16px RGB images.
     assert PIL.Image.open(run_dir / 'reals.png').size == (4 * 16, 2 * 16)
-    assert PIL.Image.open(run_dir / 'fakes000000.png').size == (4 * 16, 2 * 16)
+    assert PIL.Image.open(run_dir / 'fakes000000.024.png').size == (4 * 16, 2 * 16)
 
     # stats.jsonl: one line per tick, kimg increasing; every minibatch counted its non-finite gradients (none).
     lines = [json.loads(l) for l in open(run_dir / 'stats.jsonl')]
@@ -81,13 +85,13 @@ def test_tiny_run_writes_documented_files(tmp_path, data_path):
     assert 'tick 3' in log and 'sec/kimg' in log and 'augment' in log and 'eta' in log
 
     # The snapshot loads without running code and generates images.
-    nets = network_loader.load_network(str(run_dir / 'network-snapshot-000000.pt'))
+    nets = network_loader.load_network(str(run_dir / 'network-snapshot-000000.024.pt'))
     assert nets['cur_nimg'] == 24
     img = nets['G_ema'](torch.randn([2, 32]), None, noise_mode='const')
     assert img.shape == (2, 3, 16, 16) and torch.isfinite(img).all()
-    state = checkpoint.read_checkpoint(str(run_dir / 'training-state-000000.pt'))['extra']['training_state']
+    state = checkpoint.read_checkpoint(str(run_dir / 'training-state-000000.024.pt'))['extra']['training_state']
     assert state['cur_nimg'] == 24 and state['batch_idx'] == 6 and set(state['opt_states']) == {'G', 'D'}
-    assert 'pl_mean' in state['loss_state'] and state['ada_state']['num_updates'] == 6
+    assert 'pl_mean' in state['loss_state'][0] and state['ada_state'][0]['num_updates'] == 6
 
 
 def test_ema_follows_nvlabs_formula(tmp_path, data_path):
@@ -97,7 +101,7 @@ def test_ema_follows_nvlabs_formula(tmp_path, data_path):
         c = tiny_config(tmp_path / f'run{rampup}', data_path, total_kimg=0.004, ema_rampup=rampup, augment_kwargs=None,
                         image_snapshot_ticks=None, network_snapshot_ticks=1, ada_target=None)
         training_loop.training_loop(**c)
-        data = checkpoint.read_checkpoint(str(tmp_path / f'run{rampup}' / 'training-state-000000.pt'))
+        data = checkpoint.read_checkpoint(checkpoint.find_latest_checkpoint(str(tmp_path / f'run{rampup}')))
         torch.manual_seed(c.random_seed if 'random_seed' in c else 0)
         init = dnnlib.util.construct_class_by_name(**c.G_kwargs, c_dim=0, img_resolution=16, img_channels=3).state_dict()
         G, G_ema = data['G']['state_dict'], data['G_ema']['state_dict']
@@ -123,19 +127,24 @@ def test_image_grid_layout(tmp_path):
 
 def test_checkpoint_listing_pruning_and_rng(tmp_path):
     run_dir = str(tmp_path)
-    for kimg in [0, 4, 12, 8]:
-        torch.save({'extra': {'training_state': {'k': kimg}}}, os.path.join(run_dir, f'training-state-{kimg:06d}.pt'))
+    for label in ['000000', '000004', '000012', '000008', '000004.500']:
+        torch.save({'extra': {'training_state': {'k': label}}}, os.path.join(run_dir, f'training-state-{label}.pt'))
     open(os.path.join(run_dir, '.tmp-training-state-000016.pt.abc'), 'wb').write(b'partial')
     paths = checkpoint.list_checkpoints(run_dir)
-    assert [os.path.basename(p) for p in paths] == [f'training-state-{k:06d}.pt' for k in [0, 4, 8, 12]]
+    assert [os.path.basename(p) for p in paths] == [f'training-state-{k}.pt' for k in ['000000', '000004', '000004.500', '000008', '000012']]
     checkpoint.prune_checkpoints(run_dir, keep=2)
+    assert checkpoint.remove_stale_temporaries(run_dir) == ['.tmp-training-state-000016.pt.abc']
     assert sorted(os.listdir(run_dir)) == ['training-state-000008.pt', 'training-state-000012.pt']
+
+    # Labels: NVlabs whole kimg with whole-kimg ticks; the images past it with fractional ticks.
+    assert checkpoint.kimg_label(4032, 4) == '000004' and checkpoint.kimg_label(4500, 0.5) == '000004.500'
+    assert checkpoint.kimg_label(5000, 0.5) == '000005' and checkpoint.kimg_label(24, 0.008) == '000000.024'
 
     # A damaged newest file is skipped with a warning.
     open(os.path.join(run_dir, 'training-state-000020.pt'), 'wb').write(b'PK\x03\x04truncated')
     with pytest.warns(UserWarning, match='training-state-000020.pt'):
         assert checkpoint.find_latest_checkpoint(run_dir).endswith('training-state-000012.pt')
-    with pytest.raises(IOError, match='training-state-000020.pt'):
+    with pytest.raises(snapshot.SnapshotCorruptError, match='training-state-000020.pt: corrupt or truncated'):
         checkpoint.read_checkpoint(os.path.join(run_dir, 'training-state-000020.pt'))
 
     # RNG states round-trip through weights_only torch.save.
@@ -147,19 +156,15 @@ def test_checkpoint_listing_pruning_and_rng(tmp_path):
     assert torch.equal(a[0], b[0]) and np.array_equal(a[1], b[1]) and a[2] == b[2]
 
 
-def test_run_dir_naming_and_resume_lookup(tmp_path):
+def test_run_dir_naming_and_claiming(tmp_path):
+    from training import run_dir as rundir
     outdir = str(tmp_path)
-    assert checkpoint.new_run_dir(outdir, 'x').endswith('00000-x')
+    assert rundir.next_run_dir(outdir, 'x').endswith('00000-x')
     os.makedirs(os.path.join(outdir, '00000-x'))
     os.makedirs(os.path.join(outdir, '00003-y'))
-    assert checkpoint.new_run_dir(outdir, 'x').endswith('00004-x')
-    assert checkpoint.find_resumable_run_dir(outdir, 'x') is None  # no checkpoint yet
-    torch.save({}, os.path.join(outdir, '00000-x', 'training-state-000000.pt'))
-    assert checkpoint.find_resumable_run_dir(outdir, 'x').endswith('00000-x')
-    checkpoint.write_json(os.path.join(outdir, '00000-x', 'training_options.json'), {'batch_size': 4, 'total_kimg': 1})
-    assert checkpoint.find_resumable_run_dir(outdir, 'x', {'batch_size': 4, 'total_kimg': 2}).endswith('00000-x')
-    with pytest.raises(ValueError, match='batch_size'):
-        checkpoint.find_resumable_run_dir(outdir, 'x', {'batch_size': 8, 'total_kimg': 1})
+    assert rundir.next_run_dir(outdir, 'x').endswith('00004-x')
+    claimed = [rundir.claim_new_run_dir(outdir, 'z') for _ in range(2)]
+    assert [os.path.basename(p) for p in claimed] == ['00004-z', '00005-z'] and all(os.path.isdir(p) for p in claimed)
     assert checkpoint.step_seed(1, 2, 3) == checkpoint.step_seed(1, 2, 3) != checkpoint.step_seed(1, 3, 2)
 
 
@@ -171,10 +176,10 @@ def test_progressive_growing_run(tmp_path, data_path):
     c.G_kwargs = E(c.G_kwargs, class_name='training.progressive.ProgressiveGenerator')
     c.D_kwargs = E(c.D_kwargs, class_name='training.progressive.ProgressiveDiscriminator')
     assert training_loop.training_loop(**c) == 'done'
-    data = checkpoint.read_checkpoint(str(tmp_path / 'prog' / 'training-state-000000.pt'))
+    data = checkpoint.read_checkpoint(checkpoint.find_latest_checkpoint(str(tmp_path / 'prog')))
     # The last minibatch started at 16 images: 4px 0-4, fade 8px 4-8, 8px 8-12, fade 16px 12-16 -> 16px, alpha 1.
     assert data['extra']['training_state']['progressive_state']['lod'] == [16, 1.0]
-    nets = network_loader.load_network(str(tmp_path / 'prog' / 'network-snapshot-000000.pt'))
+    nets = network_loader.load_network(str(tmp_path / 'prog' / 'network-snapshot-000000.020.pt'))
     assert nets['G_ema'](torch.randn([1, 32]), None).shape == (1, 3, 16, 16)
 
 
@@ -212,7 +217,7 @@ def test_conditional_grid_and_run(tmp_path, data_path):
     c = tiny_config(tmp_path / 'cond', data_path, total_kimg=0.004, augment_kwargs=None, ada_target=None, image_snapshot_ticks=None)
     c.training_set_kwargs = dict(c.training_set_kwargs, use_labels=True)
     assert training_loop.training_loop(**c) == 'done'
-    G = network_loader.load_network(str(tmp_path / 'cond' / 'network-snapshot-000000.pt'))['G_ema']
+    G = network_loader.load_network(str(tmp_path / 'cond' / 'network-snapshot-000000.004.pt'))['G_ema']
     assert G.c_dim == 3 and G(torch.randn([2, 32]), torch.eye(3)[:2]).shape == (2, 3, 16, 16)
 
 
@@ -227,12 +232,12 @@ def test_weights_only_resume_restarts_augment_p(tmp_path, data_path):
     assert reached_p != 0.1  # ada_kimg=1 moves p every ada_interval minibatches
 
     captured = {}
-    def capture(s):
-        captured['p'] = float(s.augment_pipe.p)
-        captured['G'] = {k: v.clone() for k, v in s.G.state_dict().items()}
+    def capture(run):
+        captured['p'] = float(run.augment_pipe.p)
+        captured['G'] = {k: v.clone() for k, v in run.G.state_dict().items()}
     original_setup = training_loop.setup
     try:
-        training_loop.setup = lambda c, s: (original_setup(c, s), capture(s))[0]
+        training_loop.setup = lambda cfg, run: (original_setup(cfg, run), capture(run))[0]
         for resume, expect_p in [(src / snap, 0.1), (src / state, reached_p)]:
             cfg = tiny_config(tmp_path / resume.name, data_path, resume=str(resume), total_kimg=0.0)
             training_loop.training_loop(**cfg)
@@ -242,3 +247,18 @@ def test_weights_only_resume_restarts_augment_p(tmp_path, data_path):
                 assert torch.equal(captured['G'][k], v), k
     finally:
         training_loop.setup = original_setup
+
+
+def test_metric_hook_runs_on_every_snapshot(tmp_path, data_path):
+    # training does not import metrics: the caller passes the hook (train.py: metric_main.run_metrics_on_snapshot).
+    calls = []
+    def hook(metrics, G_ema, snapshot_path, **kwargs):
+        calls.append((list(metrics), os.path.basename(snapshot_path), kwargs['rank']))
+        return [{'results': {'fake_metric': float(len(calls))}}]
+    c = tiny_config(tmp_path / 'm', data_path, total_kimg=0.008, augment_kwargs=None, ada_target=None, image_snapshot_ticks=None)
+    assert training_loop.training_loop(**c, metrics=['fid1k_full'], metric_hook=hook) == 'done'
+    assert calls == [(['fid1k_full'], 'network-snapshot-000000.004.pt', 0), (['fid1k_full'], 'network-snapshot-000000.008.pt', 0)]
+    lines = [json.loads(l) for l in open(tmp_path / 'm' / 'stats.jsonl')]
+    assert [l['Metrics/fake_metric']['mean'] for l in lines] == [1.0, 2.0]
+    with pytest.raises(ValueError, match='metric_hook'):
+        training_loop.training_loop(**tiny_config(tmp_path / 'n', data_path), metrics=['fid1k_full'])

@@ -267,6 +267,24 @@ def print0(*args, **kwargs):
         print(*args, **kwargs, flush=True)
 
 
+def any_rank(flag, device):
+    """True if `flag` is set on any rank (an all_reduce on `device`: call on every rank; plain `flag` for one process)."""
+    if not _group_active() or get_world_size() == 1:
+        return bool(flag)
+    t = torch.tensor([int(flag)], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
+def broadcast_flag(flag, device):
+    """Rank 0's boolean `flag`, on every rank (a broadcast on `device`: call on every rank)."""
+    if not _group_active() or get_world_size() == 1:
+        return bool(flag)
+    t = torch.tensor([int(bool(flag))], device=device)
+    dist.broadcast(t, src=0)
+    return bool(t.item())
+
+
 def broadcast_object(obj, src=0):
     """Return rank `src`'s `obj` on every rank (any picklable object; e.g. the run dir)."""
     if not _group_active() or get_world_size() == 1:

@@ -63,11 +63,6 @@ def assert_rank(tensor, ndim, name='tensor'):
 #----------------------------------------------------------------------------
 # Parameters and buffers.
 
-def params_and_buffers(module):
-    assert isinstance(module, torch.nn.Module)
-    return list(module.parameters()) + list(module.buffers())
-
-
 def named_params_and_buffers(module):
     assert isinstance(module, torch.nn.Module)
     return list(module.named_parameters()) + list(module.named_buffers())
@@ -89,23 +84,8 @@ def copy_params_and_buffers(src_module, dst_module, require_all=False):
         tensor.copy_(src.detach())
 
 
-def set_requires_grad(module, requires_grad):
-    for p in module.parameters():
-        p.requires_grad_(requires_grad)
-
 #----------------------------------------------------------------------------
 # DDP helpers.
-
-@contextlib.contextmanager
-def ddp_sync(module, sync):
-    """Context that disables DDP gradient synchronization when `sync` is False (no-op for plain modules)."""
-    assert isinstance(module, torch.nn.Module)
-    if sync or not isinstance(module, torch.nn.parallel.DistributedDataParallel):
-        yield
-    else:
-        with module.no_sync():
-            yield
-
 
 def check_ddp_consistency(module, ignore_regex=None):
     """Assert that every parameter and buffer equals rank 0's copy (NaNs compare equal)."""

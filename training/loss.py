@@ -100,9 +100,6 @@ class StyleGAN2Loss:
         pl_weight:         path-length regularization weight (0 = off; 2 in the paper configs).
         pl_batch_shrink:   the PL batch is the main batch divided by this.
         pl_decay:          decay of the running mean path length `pl_mean`.
-        pl_no_weight_grad: accepted for NVlabs config compatibility; PyTorch's autograd already
-                           skips weight gradients when differentiating with respect to ws only,
-                           which is all this flag did there.
         blur_init_sigma, blur_fade_kimg: blur images shown to D with a Gaussian whose sigma fades
                            from blur_init_sigma to 0 over blur_fade_kimg (0 = off).
     Options:
@@ -117,7 +114,7 @@ class StyleGAN2Loss:
     """
 
     def __init__(self, device, G, D, augment_pipe=None, r1_gamma=10, style_mixing_prob=0, pl_weight=0,
-                 pl_batch_shrink=2, pl_decay=0.01, pl_no_weight_grad=False, blur_init_sigma=0, blur_fade_kimg=0,
+                 pl_batch_shrink=2, pl_decay=0.01, blur_init_sigma=0, blur_fade_kimg=0,
                  loss_type='logistic', gp_lambda=10, wgan_epsilon=0.001, ada_controller=None):
         if loss_type not in LOSS_TYPES:
             raise ValueError(f'StyleGAN2Loss: loss_type must be one of {", ".join(LOSS_TYPES)}, got {loss_type!r}')
@@ -132,7 +129,6 @@ class StyleGAN2Loss:
         self.pl_weight = float(pl_weight)
         self.pl_batch_shrink = int(pl_batch_shrink)
         self.pl_decay = float(pl_decay)
-        self.pl_no_weight_grad = bool(pl_no_weight_grad)
         self.blur_init_sigma = float(blur_init_sigma)
         self.blur_fade_kimg = float(blur_fade_kimg)
         self.loss_type = loss_type

@@ -110,27 +110,6 @@ def reset_optimizer_state(*optimizers):
         opt.state.clear()
 
 
-def _lookup(table, res, default, what):
-    if not table:
-        return default
-    table = {int(k): v for k, v in dict(table).items()}  # JSON configs give string keys
-    if res in table:
-        return table[res]
-    if default is None:
-        raise KeyError(f'{what} table has no entry for resolution {res} (entries: {sorted(table)}) and no default')
-    return default
-
-
-def batch_for_res(table, res, default=None):
-    """Minibatch size for resolution `res` from a {res: batch} table (ProGAN `minibatch_dict`), else `default`."""
-    return int(_lookup(table, res, default, 'batch'))
-
-
-def lr_for_res(table, res, default=None):
-    """Learning rate for resolution `res` from a {res: lr} table (ProGAN `G_lrate_dict`), else `default`."""
-    return float(_lookup(table, res, default, 'learning-rate'))
-
-
 def set_optimizer_lr(opt, lr, reg_interval=None):
     """Set every param group's lr to `lr`, rescaled for lazy regularization like `make_phases` does."""
     lr = lazy_reg_adjust(dict(lr=lr), reg_interval).lr
@@ -320,27 +299,25 @@ class ProgressiveSchedule:
     Each update computes (cur_res, alpha) with `progressive_schedule`, sets it on G, G_ema and D
     (which must be ProgressiveGenerator / ProgressiveDiscriminator), makes the loss blend its
     reals with `blend_reals`, resets the optimizers' state where ProGAN does (start and end of
-    each fade) and applies the per-resolution learning rate table. `batch_size(cur_nimg)` reads
-    the per-resolution batch table for loops that support a changing batch.
+    each fade) and applies the per-resolution learning rate table. The minibatch stays
+    --batch at every resolution (the loop's data stream, EMA and checkpoints assume one batch).
 
     Args:
         resolution:     final (dataset) resolution.
         start_res:      first resolution (ProGAN: 4).
         stabilize_kimg: thousands of images per stabilization phase (ProGAN: 600).
         fade_kimg:      thousands of images per fade-in (ProGAN: 600).
-        batch_table:    None or {res: batch size}.
         lr_table:       None or {res: learning rate} for both G and D (before the lazy-regularization rescaling).
         G_reg_interval, D_reg_interval: the loop's lazy-regularization intervals (for the lr rescaling).
     """
 
-    def __init__(self, resolution, start_res=4, stabilize_kimg=600, fade_kimg=600, batch_table=None, lr_table=None,
+    def __init__(self, resolution, start_res=4, stabilize_kimg=600, fade_kimg=600, lr_table=None,
                  G_reg_interval=4, D_reg_interval=16):
         _check_res('resolution', resolution)
         self.resolution = int(resolution)
         self.start_res = int(start_res)
         self.stabilize_kimg = float(stabilize_kimg)
         self.fade_kimg = float(fade_kimg)
-        self.batch_table = dict(batch_table) if batch_table else None
         self.lr_table = dict(lr_table) if lr_table else None
         self.reg_intervals = {'G': G_reg_interval, 'D': D_reg_interval}
         self.at(0)  # validates the arguments
@@ -349,9 +326,6 @@ class ProgressiveSchedule:
     def at(self, cur_nimg):
         """(cur_res, alpha) after cur_nimg images."""
         return progressive_schedule(cur_nimg, self.start_res, self.resolution, self.stabilize_kimg, self.fade_kimg)
-
-    def batch_size(self, cur_nimg, default):
-        return batch_for_res(self.batch_table, self.at(cur_nimg)[0], default)
 
     def update(self, cur_nimg, G, D, G_ema=None, loss=None, opts=None):
         """Apply the schedule at cur_nimg. `opts`: the loop's optimizers as {'G': opt, 'D': opt}
