@@ -35,7 +35,6 @@ import dnnlib.cli
 import dnnlib.util
 import torch_utils.cli
 import generate
-from training import network_loader
 
 #----------------------------------------------------------------------------
 # Frame output.
@@ -204,15 +203,7 @@ def cli(network, seeds, shuffle_seed, grid, num_keyframes, w_frames, kind, trunc
         keyframe_seeds(seeds, grid, num_keyframes)
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="'--seeds'") from e
-    device = torch.device(device if device is not None else 'cuda' if torch.cuda.is_available() else 'cpu')
-    try:
-        G = network_loader.load_network(network, device=device)['G_ema']
-    except (ValueError, OSError) as e:
-        raise click.ClickException(f'--network: {e}') from e
-    try:
-        generate.class_labels(G, class_idx, 1, device)
-    except ValueError as e:
-        raise click.BadParameter(str(e), param_hint="'--class'") from e
+    G, device = generate.load_generator_for_cli(network, device, class_idx)
     if (translate is not None or rotate != 0) and not generate.has_input_transform(G):
         raise click.BadParameter('translate/rotate animation needs a StyleGAN3 network; this is a StyleGAN2 network',
                                  param_hint="'--translate' / '--rotate'")

@@ -60,6 +60,21 @@ def class_labels(G, class_idx, n, device):
     return c
 
 
+def load_generator_for_cli(network, device, class_idx=None):
+    """(G_ema, torch.device) for a script's command line: `device` None picks CUDA when available;
+    load failures and a --class that does not fit the network become click errors naming the flag."""
+    device = torch.device(device if device is not None else 'cuda' if torch.cuda.is_available() else 'cpu')
+    try:
+        G = network_loader.load_network(network, device=device)['G_ema']
+    except (ValueError, OSError) as e:
+        raise click.ClickException(f'--network: {e}') from e
+    try:
+        class_labels(G, class_idx, 1, device)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="'--class'") from e
+    return G, device
+
+
 def to_uint8(img):
     """[N, C, H, W] float in about [-1, 1] -> [N, H, W, C] uint8 numpy, as the NVlabs scripts quantize."""
     img = (img.permute(0, 2, 3, 1) * 127.5 + 128).clamp(0, 255).to(torch.uint8)

@@ -44,7 +44,6 @@ import torch_utils.cli
 import gen_video
 import generate
 from metrics import detectors
-from training import network_loader
 
 #----------------------------------------------------------------------------
 # Library functions.
@@ -224,15 +223,7 @@ def cli(network, targets, num_steps, seed, save_video, class_idx, detector_dir, 
                 image.verify()
         except (OSError, SyntaxError) as e:
             raise click.BadParameter(f'{path} is not a readable image ({e})', param_hint="'--target'") from e
-    device = torch.device(device if device is not None else 'cuda' if torch.cuda.is_available() else 'cpu')
-    try:
-        G = network_loader.load_network(network, device=device)['G_ema']
-    except (ValueError, OSError) as e:
-        raise click.ClickException(f'--network: {e}') from e
-    try:
-        generate.class_labels(G, class_idx, 1, device)
-    except ValueError as e:
-        raise click.BadParameter(str(e), param_hint="'--class'") from e
+    G, device = generate.load_generator_for_cli(network, device, class_idx)
     try:
         vgg16 = detectors.get_detector(detectors.VGG16, device=device, detector_dir=detector_dir, verbose=True)
     except (OSError, ValueError) as e:

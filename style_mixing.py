@@ -25,7 +25,6 @@ import dnnlib.cli
 import dnnlib.util
 import torch_utils.cli
 import generate
-from training import network_loader
 
 #----------------------------------------------------------------------------
 # Library functions.
@@ -82,15 +81,7 @@ def mixing_grid(images, row_seeds, col_seeds):
 def cli(network, row_seeds, col_seeds, col_styles, truncation_psi, class_idx, noise_mode, outdir, device):
     if not dnnlib.util.is_url(network) and not os.path.isfile(network):
         raise click.BadParameter(f'no such file: {network}', param_hint="'--network'")
-    device = torch.device(device if device is not None else 'cuda' if torch.cuda.is_available() else 'cpu')
-    try:
-        G = network_loader.load_network(network, device=device)['G_ema']
-    except (ValueError, OSError) as e:
-        raise click.ClickException(f'--network: {e}') from e
-    try:
-        generate.class_labels(G, class_idx, 1, device)
-    except ValueError as e:
-        raise click.BadParameter(str(e), param_hint="'--class'") from e
+    G, device = generate.load_generator_for_cli(network, device, class_idx)
     bad = [s for s in col_styles if not 0 <= s < G.num_ws]
     if bad:
         raise click.BadParameter(f'layer(s) {bad} out of range: this network has {G.num_ws} ws (0..{G.num_ws - 1})',

@@ -5,10 +5,13 @@ import contextlib
 import hashlib
 import importlib
 import io
+import json
 import os
 import re
+import socket
 import sys
 import tempfile
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -301,3 +304,82 @@ def format_time(seconds):
 def unique_id():
     """Short random hex id (for temporary names)."""
     return uuid.uuid4().hex[:12]
+
+#----------------------------------------------------------------------------
+# Owner-recording lock files (the kernel build lock, the run-dir lock).
+
+def pid_alive(pid):
+    """True unless no process `pid` exists on this host."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def read_lock_file(path):
+    """The owner info (dict: host, pid, time) recorded in lock file `path`, or None (absent or unreadable)."""
+    try:
+        with open(path, encoding='utf-8') as f:
+            info = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return info if isinstance(info, dict) else None
+
+
+class LockFile:
+    """A lock file created atomically with its owner's host, PID and start time (staged in a file of
+    our own, then hard-linked into place). A lock whose owner is a dead process on this host is taken
+    over; `owner` holds the holder's info after a failed `try_acquire()`."""
+
+    def __init__(self, path):
+        self.path = path
+        self.owner = None
+        host = socket.gethostname()
+        self._staging = os.path.join(os.path.dirname(path) or '.',
+                                     f'.tmp-{os.path.basename(path)}-{host}-{os.getpid()}-{threading.get_ident()}')
+        self.info = {'host': host, 'pid': os.getpid(), 'time': time.time(), 'tmp': os.path.basename(self._staging)}
+
+    def _stale(self, owner):
+        try:
+            return owner.get('host') == self.info['host'] and not pid_alive(int(owner.get('pid', -1)))
+        except (TypeError, ValueError, OverflowError):
+            return False
+
+    def try_acquire(self):
+        """Take the lock: True on success; False when a live process holds it (see `owner`)."""
+        with open(self._staging, 'w', encoding='utf-8') as f:
+            json.dump(self.info, f)
+        try:
+            while True:
+                try:
+                    os.link(self._staging, self.path)  # fails if the lock exists
+                    return True
+                except FileExistsError:
+                    pass
+                owner = read_lock_file(self.path)
+                if owner is None and os.path.exists(self.path):
+                    time.sleep(0.1)  # being written by its owner: read again
+                    owner = read_lock_file(self.path)
+                if owner is not None and self._stale(owner):
+                    print(f'Taking over the stale lock {self.path} of dead process {owner.get("pid")}', file=sys.stderr)
+                    with contextlib.suppress(FileNotFoundError):
+                        if read_lock_file(self.path) == owner:
+                            os.remove(self.path)
+                    if str(owner.get('tmp', '')).startswith('.tmp-'):  # its staging file
+                        with contextlib.suppress(FileNotFoundError):
+                            os.remove(os.path.join(os.path.dirname(self.path), os.path.basename(owner['tmp'])))
+                    continue
+                self.owner = owner
+                return False
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(self._staging)
+
+    def release(self):
+        """Remove the lock if it is still ours."""
+        with contextlib.suppress(FileNotFoundError):
+            if read_lock_file(self.path) == self.info:
+                os.remove(self.path)

@@ -21,9 +21,7 @@ import json
 import os
 import re
 import shutil
-import socket
 import sys
-import threading
 import time
 
 from dnnlib import util
@@ -253,24 +251,6 @@ def compile_flags(name, src_hash, include_dirs=()):
 # ----------------------------------------------------------------------------
 # Lock with stale-owner detection.
 
-def _pid_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _read_lock(path):
-    try:
-        with open(path, encoding='utf-8') as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
-
-
 @contextlib.contextmanager
 def build_lock(path, timeout=None, poll=0.5, ready=None, label='extension'):
     """Hold lock file `path` while building; yields True if the caller must build, False if `ready()` became true.
@@ -281,55 +261,31 @@ def build_lock(path, timeout=None, poll=0.5, ready=None, label='extension'):
     (BuildError naming the lock and its owner).
     """
     timeout = float(os.environ.get('GANFORGE_BUILD_TIMEOUT', 1800)) if timeout is None else timeout
-    host = socket.gethostname()
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    # The content is staged in a file of our own, then hard-linked as the lock (atomic create-with-content).
-    tmp_base = f'.tmp-{os.path.basename(path)}-{host}-{os.getpid()}-{threading.get_ident()}'
-    tmp = os.path.join(os.path.dirname(path), tmp_base)
-    info = {'host': host, 'pid': os.getpid(), 'time': time.time(), 'tmp': tmp_base}
-    with open(tmp, 'w', encoding='utf-8') as f:
-        json.dump(info, f)
+    lock = util.LockFile(path)
     start = time.time()
     announced = False
+    while True:
+        if ready is not None and ready():
+            yield False
+            return
+        if lock.try_acquire():
+            break
+        owner = lock.owner
+        waited = time.time() - start
+        if waited > timeout:
+            who = f'process {owner.get("pid")} on {owner.get("host")}' if owner else 'an unknown process'
+            raise BuildError(f'Timed out after {waited:.0f} s waiting for the {label} build lock {path} held by {who}. '
+                             'If no build is running, delete that file; GANFORGE_BUILD_TIMEOUT sets the wait.')
+        if not announced:
+            who = f'process {owner.get("pid")} on {owner.get("host")}' if owner else 'another process'
+            print(f'Waiting for {who} to finish building the {label} extension (lock {path})...', file=sys.stderr)
+            announced = True
+        time.sleep(poll)
     try:
-        while True:
-            if ready is not None and ready():
-                yield False
-                return
-            try:
-                os.link(tmp, path)  # fails if the lock exists
-                break
-            except FileExistsError:
-                pass
-            owner = _read_lock(path)
-            if owner is not None and owner.get('host') == host and not _pid_alive(int(owner.get('pid', -1))):
-                print(f'Removing stale lock {path} left by dead process {owner.get("pid")}', file=sys.stderr)
-                with contextlib.suppress(FileNotFoundError):
-                    if _read_lock(path) == owner:
-                        os.remove(path)
-                if str(owner.get('tmp', '')).startswith('.tmp-'):  # its staging file
-                    with contextlib.suppress(FileNotFoundError):
-                        os.remove(os.path.join(os.path.dirname(path), os.path.basename(owner['tmp'])))
-                continue
-            waited = time.time() - start
-            if waited > timeout:
-                who = f'process {owner.get("pid")} on {owner.get("host")}' if owner else 'an unknown process'
-                raise BuildError(f'Timed out after {waited:.0f} s waiting for the {label} build lock {path} held by {who}. '
-                                 'If no build is running, delete that file; GANFORGE_BUILD_TIMEOUT sets the wait.')
-            if not announced:
-                who = f'process {owner.get("pid")} on {owner.get("host")}' if owner else 'another process'
-                print(f'Waiting for {who} to finish building the {label} extension (lock {path})...', file=sys.stderr)
-                announced = True
-            time.sleep(poll)
-        try:
-            yield True
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                if _read_lock(path) == info:
-                    os.remove(path)
+        yield True
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(tmp)
+        lock.release()
 
 
 # ----------------------------------------------------------------------------

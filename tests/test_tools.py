@@ -385,7 +385,7 @@ def test_gen_video_stylegan3_animation(tmp_path, no_imageio):
 
 def test_gen_video_cli_stylegan3(snap, tmp_path, monkeypatch, no_imageio):
     path, _ = snap
-    monkeypatch.setattr(gen_video.network_loader, 'load_network', lambda *a, **k: dict(G_ema=_SG3()))
+    monkeypatch.setattr(generate.network_loader, 'load_network', lambda *a, **k: dict(G_ema=_SG3()))
     res = _invoke(gen_video.cli, f'--network={path}', '--seeds=0-3', '--grid=2x1', '--w-frames=2', '--translate=0.1,-0.1',
                   '--rotate=5', f'--output={tmp_path}/s.mp4')
     assert res.exit_code == 0, res.output

@@ -8,13 +8,10 @@ run with one line naming the holder's host and PID (a lock of another host canno
 delete the file if that process is gone).
 """
 
-import contextlib
-import json
 import os
 import re
-import socket
-import sys
-import time
+
+import dnnlib.util
 
 LOCK_NAME = '.ganforge-lock'
 _RUN_DIR_RE = re.compile(r'(\d{5})-(.+)')
@@ -55,66 +52,24 @@ def claim_new_run_dir(outdir, desc):
 
 #----------------------------------------------------------------------------
 
-def _pid_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _read_lock(path):
-    try:
-        with open(path, encoding='utf-8') as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
-
-
 def read_lock(run_dir):
     """The lock owner's info (host, pid, time) or None."""
-    return _read_lock(os.path.join(run_dir, LOCK_NAME))
+    return dnnlib.util.read_lock_file(os.path.join(run_dir, LOCK_NAME))
 
 
 class RunDirLock:
-    """Exclusive lock of a run dir; `release()` (or the context manager's exit) removes it."""
+    """Exclusive lock of a run dir (dnnlib.util.LockFile); `release()` (or the context manager's exit) removes it."""
 
     def __init__(self, run_dir):
-        self.path = os.path.join(run_dir, LOCK_NAME)
-        host = socket.gethostname()
-        self.info = {'host': host, 'pid': os.getpid(), 'time': time.time()}
-        staging = os.path.join(run_dir, f'.tmp-lock-{host}-{os.getpid()}')
-        with open(staging, 'w', encoding='utf-8') as f:
-            json.dump(self.info, f)
-        try:
-            while True:
-                try:
-                    os.link(staging, self.path)  # fails if the lock exists
-                    break
-                except FileExistsError:
-                    pass
-                owner = _read_lock(self.path)
-                if owner is not None and owner.get('host') == host and not _pid_alive(int(owner.get('pid', -1))):
-                    print(f'Taking over the stale lock {self.path} of dead process {owner.get("pid")}', file=sys.stderr)
-                    with contextlib.suppress(FileNotFoundError):
-                        if _read_lock(self.path) == owner:
-                            os.remove(self.path)
-                    continue
-                if owner is None and os.path.exists(self.path):
-                    time.sleep(0.1)  # being written by its owner: read again
-                    owner = _read_lock(self.path) or {}
-                raise RunDirError(f'run dir {run_dir} is in use by process {owner.get("pid", "?")} on host {owner.get("host", "?")} '
-                                  f'(lock {self.path}); if that process is gone, delete the lock file')
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(staging)
+        self._lock = dnnlib.util.LockFile(os.path.join(run_dir, LOCK_NAME))
+        self.path, self.info = self._lock.path, self._lock.info
+        if not self._lock.try_acquire():
+            owner = self._lock.owner or {}
+            raise RunDirError(f'run dir {run_dir} is in use by process {owner.get("pid", "?")} on host {owner.get("host", "?")} '
+                              f'(lock {self.path}); if that process is gone, delete the lock file')
 
     def release(self):
-        with contextlib.suppress(FileNotFoundError):
-            if _read_lock(self.path) == self.info:
-                os.remove(self.path)
+        self._lock.release()
 
     def __enter__(self):
         return self
