@@ -86,6 +86,7 @@ def _assert_identical(src, dst, nvlabs=True):
         assert a[k].dtype == b[k].dtype and torch.equal(a[k], b[k]), k
 
 
+@torch.no_grad()  # both on the same path of filtered_lrelu (without autograd it takes a faster route, equal to rounding)
 def _assert_same_images(src_G, loaded_G, c=None, n=3):
     z = torch.randn(n, src_G.z_dim)
     for psi, cutoff in ((1, None), (0.7, None), (0.5, 4)):

@@ -110,7 +110,7 @@ def setup(cfg, run):
     run.G = dnnlib.util.construct_class_by_name(**cfg.G_kwargs, **common).train().requires_grad_(False).to(run.device)
     run.D = dnnlib.util.construct_class_by_name(**cfg.D_kwargs, **common).train().requires_grad_(False).to(run.device)
     run.G_ema = copy.deepcopy(run.G).eval()
-    run.avg_buffers = [b for name, b in run.G.named_buffers() if name.endswith('_avg') and b.is_floating_point()]
+    run.avg_buffers = [b for name, b in run.G.named_buffers() if name.endswith(('_avg', '_ema')) and b.is_floating_point()]
     if cfg.augment_kwargs is not None and (cfg.augment_p > 0 or cfg.ada_target is not None):
         run.augment_pipe = dnnlib.util.construct_class_by_name(**cfg.augment_kwargs).train().requires_grad_(False).to(run.device)
         run.augment_pipe.p.copy_(torch.as_tensor(cfg.augment_p))
