@@ -344,7 +344,7 @@ def launch(c, desc, opts):
 @click.option('--kimg',         help='Total training duration [default: preset]', metavar='KIMG', type=click.FloatRange(min=0, min_open=True))
 @click.option('--tick',         help='How often to print progress [default: 4, CPU auto: 1]', metavar='KIMG', type=click.FloatRange(min=0, min_open=True))
 @click.option('--snap',         help='How often to save snapshots [default: 50, CPU auto: 1]', metavar='TICKS', type=click.IntRange(min=1))
-@click.option('--metrics',      help='Quality metrics, comma-separated, or none', metavar='[NAME|A,B,C|none]', default='none', show_default=True)
+@click.option('--metrics',      help='Quality metrics, comma-separated, or none (offline on the demo data: fid_demo,pr_demo,cls_demo)', metavar='[NAME|A,B,C|none]', default='none', show_default=True)
 @click.option('--resume',       help='Resume: auto (newest checkpoint of this run), or a checkpoint / snapshot / NVlabs pickle', metavar='[auto|PATH|URL]')
 @click.option('--run-dir',      help='Use exactly this run dir instead of a new NNNNN-desc one under --outdir', metavar='DIR')
 @click.option('--seed',         help='Random seed', metavar='INT', type=click.IntRange(min=0), default=0, show_default=True)

@@ -8,8 +8,9 @@ it is an ordinary detector file: the metrics load it through metrics.detectors l
 call it as `detector(img_uint8_nchw, return_features=True)`, and key the dataset-statistics cache by
 its sha256.
 
-Heads. The network learns the shape class (circle, square, triangle, or `none`: a bare background or a
-shapeless blob rendered at 4x4 and upsampled) and, for the shapes, the texture kind and the regressed
+Heads. The network learns the shape class (circle, square, triangle, or `none`: a bare background, a
+shapeless blob rendered at 4x4 and upsampled, or a smooth random colour field; half of all training images carry strong pixel noise, as
+early generator output does) and, for the shapes, the texture kind and the regressed
 foreground colour, mean background colour, position and size. So its features see class, colour,
 layout and sharpness, and the class head says whether a generated image shows a recognisable shape.
 
@@ -39,10 +40,10 @@ VERSION = 1
 RESOLUTION = 32                                      # input size; other sizes are resized to it
 CLASS_NAMES = demo_shapes.CLASS_NAMES + ('none',)    # class head; 'none' = no recognisable shape
 NONE_CLASS = len(CLASS_NAMES) - 1
-CONFIDENCE = 0.9                                     # cls_demo: a sample counts as a shape at this class probability
+CONFIDENCE = 0.75                                    # cls_demo: a sample counts as a shape at this class probability
 RECIPE = dict(version=VERSION, resolution=RESOLUTION, channels=[16, 32, 64], num_features=64,
-              train_seed=1, num_train=4000, none_seed=3, num_none=1000, blob_res=4, heldout_seed=2,
-              init_seed=0, epochs=5, batch=64, lr=0.005)
+              train_seed=1, num_train=4000, none_seed=3, num_none=1500, blob_res=4, heldout_seed=2,
+              noise_seed=4, noise_max=48, init_seed=0, epochs=5, batch=64, lr=0.005)
 
 #----------------------------------------------------------------------------
 
@@ -92,17 +93,32 @@ def _targets(p):
 
 
 def render_none_images(num_images, seed, resolution=RESOLUTION, blob_res=4):
-    """Images without a recognisable shape: even items show the background alone, odd items the shape
-    rendered at blob_res x blob_res and upsampled (a shapeless blob). uint8 [N, H, W, 3]."""
+    """Images without a recognisable shape, uint8 [N, H, W, 3]. Item i % 3 == 0: the background alone;
+    1: the shape rendered at blob_res x blob_res and upsampled (a shapeless blob); 2: a smooth random
+    colour field (random colours on a 2x2 to 8x8 grid, upsampled), as an untrained generator draws."""
     p = demo_shapes.draw_params(num_images, seed)
     bare = dnnlib.EasyDict(p, size=np.full_like(p.size, -1))  # negative size: every pixel lies outside the shape and its outline
     out = demo_shapes.render_images(bare, resolution)
-    odd = np.arange(1, num_images, 2)
-    if len(odd):
-        small = torch.from_numpy(demo_shapes.render_params(p, odd, blob_res).astype(np.float32)).permute(0, 3, 1, 2)
-        big = F.interpolate(small, size=[resolution, resolution], mode='bilinear', align_corners=False)
-        out[odd] = np.clip(np.rint(big.permute(0, 2, 3, 1).numpy() * 255), 0, 255).astype(np.uint8)
+    upsample = lambda x: F.interpolate(torch.from_numpy(x.astype(np.float32)).permute(0, 3, 1, 2), size=[resolution, resolution],
+                                       mode='bilinear', align_corners=False).permute(0, 2, 3, 1).numpy()
+    blobs = np.arange(1, num_images, 3)
+    if len(blobs):
+        out[blobs] = np.clip(np.rint(upsample(demo_shapes.render_params(p, blobs, blob_res)) * 255), 0, 255).astype(np.uint8)
+    rnd = np.random.RandomState([seed, 1])
+    for i in range(2, num_images, 3):
+        cells = rnd.randint(2, 9)
+        field = rnd.uniform(0, 1, size=[1, cells, cells, 3]) ** rnd.uniform(0.5, 2)
+        out[i] = np.clip(np.rint(upsample(field)[0] * 255), 0, 255).astype(np.uint8)
     return out
+
+
+def add_pixel_noise(images, seed, noise_max):
+    """Every other image (chosen at random) gets uniform pixel noise of a random amplitude up to noise_max,
+    so that speckle, common in early generator output, is neither a shape nor a sign of 'none'."""
+    rnd = np.random.RandomState(seed)
+    amp = rnd.uniform(0, noise_max, size=len(images)) * (rnd.uniform(size=len(images)) < 0.5)
+    noise = rnd.uniform(-1, 1, size=images.shape) * amp[:, None, None, None]
+    return np.clip(np.rint(images + noise), 0, 255).astype(np.uint8)
 
 
 def heldout_images(num_images, resolution=RESOLUTION):
@@ -137,6 +153,7 @@ def train_demo_detector(recipe=RECIPE, verbose=False):
     p = demo_shapes.draw_params(r.num_train, r.train_seed)
     images = np.concatenate([demo_shapes.render_images(p, r.resolution),
                              render_none_images(r.num_none, r.none_seed, r.resolution, r.blob_res)])
+    images = add_pixel_noise(images, r.noise_seed, r.noise_max)
     labels = np.concatenate([p.label, np.full([r.num_none], NONE_CLASS)]).astype(np.int64)
     is_shape = labels != NONE_CLASS
     textures = np.concatenate([p.tex_kind, np.zeros([r.num_none])]).astype(np.int64)

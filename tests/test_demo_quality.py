@@ -87,12 +87,18 @@ def test_detector_recognises_heldout_shapes(detector):
     assert probs.shape == (600, len(demo_detector.CLASS_NAMES)) and feats.shape == (600, demo_detector.RECIPE['num_features'])
     np.testing.assert_allclose(probs.sum(dim=1).numpy(), 1, atol=1e-5)
     pred = probs.argmax(dim=1).numpy()
+    for k, name in enumerate(demo_shapes.CLASS_NAMES):  # measured: accuracy >= 0.976, confident >= 0.909 per class
+        assert np.mean(pred[labels == k] == k) >= 0.96, name
+        assert np.mean(probs[labels == k, k].numpy() >= demo_detector.CONFIDENCE) >= 0.85, name
+    with torch.no_grad():  # with strong pixel noise (measured: accuracy >= 0.958)
+        noisy = detector(_nchw(demo_detector.add_pixel_noise(images, seed=9, noise_max=48))).argmax(dim=1).numpy()
     for k, name in enumerate(demo_shapes.CLASS_NAMES):
-        assert np.mean(pred[labels == k] == k) >= 0.97, name
-        assert np.mean(probs[labels == k, k].numpy() >= demo_detector.CONFIDENCE) >= 0.9, name
-    with torch.no_grad():
-        none = detector(_nchw(demo_detector.render_none_images(200, seed=7))).argmax(dim=1).numpy()
-    assert np.mean(none == demo_detector.NONE_CLASS) >= 0.95
+        assert np.mean(noisy[labels == k] == k) >= 0.93, name
+    none_images = demo_detector.render_none_images(210, seed=7)
+    with torch.no_grad():  # measured: all recognised as none, clean and noisy
+        none = detector(_nchw(none_images)).argmax(dim=1).numpy()
+        none_noisy = detector(_nchw(demo_detector.add_pixel_noise(none_images, seed=9, noise_max=48))).argmax(dim=1).numpy()
+    assert np.mean(none == demo_detector.NONE_CLASS) >= 0.97 and np.mean(none_noisy == demo_detector.NONE_CLASS) >= 0.95
 
     # Other resolutions are resized to 32x32: the 64x64 renders of the same shapes are recognised too.
     big, big_labels = demo_detector.heldout_images(150, resolution=64)
@@ -137,3 +143,20 @@ def test_metrics_of_the_reals_against_themselves(demo_zip, detector):
     G_shifted = ReplayGenerator(np.roll(images, 12, axis=2))
     fid_shifted = metric_main.calc_metric('fid_demo', **dict(kwargs, G=G_shifted)).results.fid_demo
     assert fid_shifted > 100 * max(fid, 1e-3)
+
+#----------------------------------------------------------------------------
+
+def test_training_learns(tmp_path, cache_dir, detector):
+    """The quick start's configuration (--cfg=auto on CPU) for 2 kimg: fid_demo of the snapshot must fall far
+    below that of the initial network. Margin from measured runs (README): ~FID0 at 0 kimg, ~FID2 at 2 kimg."""
+    import train  # the script: the test is end to end
+    outdir = tmp_path / 'runs'
+    args = [f'--outdir={outdir}', '--data=demo', '--device=cpu', '--workers=0', '--kimg=2', '--snap=2', '--metrics=fid_demo']
+    result = CliRunner().invoke(train.main, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    (run_dir,) = list(outdir.iterdir())
+    with open(run_dir / 'metric-fid_demo.jsonl', encoding='utf-8') as f:
+        lines = [json.loads(line) for line in f]
+    fids = {line['snapshot_pkl']: line['results']['fid_demo'] for line in lines}
+    assert sorted(fids) == ['network-snapshot-000000.pt', 'network-snapshot-000002.pt']
+    assert fids['network-snapshot-000002.pt'] < MARGIN * fids['network-snapshot-000000.pt'], fids
