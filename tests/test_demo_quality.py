@@ -146,17 +146,18 @@ def test_metrics_of_the_reals_against_themselves(demo_zip, detector):
 
 #----------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_training_learns(tmp_path, cache_dir, detector):
-    """The quick start's configuration (--cfg=auto on CPU) for 2 kimg: fid_demo of the snapshot must fall far
-    below that of the initial network. Margin from measured runs (README): ~FID0 at 0 kimg, ~FID2 at 2 kimg."""
+    """The quick start (--cfg=auto on CPU) for 6 kimg: fid_demo must fall well below the initial network's.
+    Measured (README): 1972 at 0 kimg, 4595 at 2 (early speckle is farther from the data than the smooth
+    initial output, hence not 2 kimg), 1169 at 6, 686 at 10; the bound asks for a drop to under 0.8x."""
     import train  # the script: the test is end to end
     outdir = tmp_path / 'runs'
-    args = [f'--outdir={outdir}', '--data=demo', '--device=cpu', '--workers=0', '--kimg=2', '--snap=2', '--metrics=fid_demo']
+    args = [f'--outdir={outdir}', '--data=demo', '--device=cpu', '--workers=0', '--kimg=6', '--snap=6', '--metrics=fid_demo']
     result = CliRunner().invoke(train.main, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     (run_dir,) = list(outdir.iterdir())
     with open(run_dir / 'metric-fid_demo.jsonl', encoding='utf-8') as f:
-        lines = [json.loads(line) for line in f]
-    fids = {line['snapshot_pkl']: line['results']['fid_demo'] for line in lines}
-    assert sorted(fids) == ['network-snapshot-000000.pt', 'network-snapshot-000002.pt']
-    assert fids['network-snapshot-000002.pt'] < MARGIN * fids['network-snapshot-000000.pt'], fids
+        fids = {line['snapshot_pkl']: line['results']['fid_demo'] for line in map(json.loads, f)}
+    assert sorted(fids) == ['network-snapshot-000000.pt', 'network-snapshot-000006.pt']
+    assert fids['network-snapshot-000006.pt'] < 0.8 * fids['network-snapshot-000000.pt'], fids
