@@ -9,10 +9,12 @@ call it as `detector(img_uint8_nchw, return_features=True)`, and key the dataset
 its sha256.
 
 Heads. The network learns the shape class (circle, square, triangle, or `none`: a bare background, a
-shapeless blob rendered at 4x4 and upsampled, or a smooth random colour field; half of all training images carry strong pixel noise, as
-early generator output does) and, for the shapes, the texture kind and the regressed
-foreground colour, mean background colour, position and size. So its features see class, colour,
-layout and sharpness, and the class head says whether a generated image shows a recognisable shape.
+shapeless blob rendered at 4x4 and upsampled, or a smooth random colour field; half of all training
+images carry strong pixel noise, as early generator output does) and, for the shapes, the texture kind
+and the regressed foreground colour, mean background colour, position and size. So its features see
+class, colour, layout and sharpness, and the class head says whether a generated image shows a
+recognisable shape. It is small: generated images far from anything it saw (a blob with fragments of an
+outline) can still get a confident shape class, so cls_demo is a coarse indicator.
 
 The numbers it gives are comparable only among runs on the demo data: the network knows nothing else,
 and it is not Inception (an fid_demo is not an FID anyone publishes).

@@ -66,8 +66,8 @@ def test_build_is_deterministic(tmp_path, monkeypatch):
 
 
 def test_none_images_have_no_shape():
-    """Even 'none' items are the bare background of the same parameters: rendering the same parameters with
-    the shape differs from them only where the shape and its outline are."""
+    """'none' item 0 is the bare background of its parameters: rendering the same parameters with the shape
+    differs from it only where the shape and its outline are."""
     none = demo_detector.render_none_images(4, seed=5, resolution=32)
     p = demo_shapes.draw_params(4, 5)
     with_shape = demo_shapes.render_images(p, 32)
