@@ -267,12 +267,17 @@ def main(network, metrics, data, mirror, gpus, detector_dir, inception, verbose)
     \b
     # Offline cluster: detector files (inception-2015-12-05.pt, vgg16.pt) in a folder:
     python calc_metrics.py --metrics=pr50k3_full --network=... --detector-dir=/shared/detectors
+    \b
+    # Demo data, no download: every snapshot of a quick-start run:
+    python calc_metrics.py --metrics=fid_demo,pr_demo,cls_demo --network=runs/00000-auto-demo-gpus1-batch8-gamma0.0256
 
     \b
     Recommended: fid50k_full kid50k_full pr50k3_full ppl2_wend is50k
     Legacy:      fid50k kid50k pr50k3 ppl_zfull ppl_wfull ppl_zend ppl_wend
     Quick:       fid<N>k[_full] kid<N>k[_full] pr<N>k<K>[_full] is<N>k, e.g. fid10k_full
     StyleGAN3:   eqt50k_int eqt50k_frac eqr50k (equivariance PSNRs; quick: eqt<N>k_int eqt<N>k_frac eqr<N>k)
+    Demo data:   fid_demo pr_demo cls_demo (offline: a small detector trained on the demo shapes on
+                 first use; comparable only among runs on --data=demo, not to any published FID)
     """
     try:
         calc_metrics(network, metrics, data=data, mirror=mirror, gpus=gpus, detector_dir=detector_dir, inception=inception, verbose=verbose)

@@ -177,7 +177,7 @@ def build_config(opts, num_gpus, dry_run=False):
     if opts.target is not None and opts.aug != 'ada':
         raise click.BadParameter('can only be given with --aug=ada', param_hint='--target')
 
-    c.metrics = _parse_metrics(opts.metrics, check_detectors=not dry_run)
+    c.metrics = _parse_metrics(opts.metrics, check_detectors=not dry_run, stylegan3=stylegan3)
 
     # Sanity checks that name the flag.
     if c.batch_size % num_gpus != 0:
@@ -223,8 +223,9 @@ def _augpipe_specs():
     return augpipe_specs
 
 
-def _parse_metrics(text, check_detectors):
-    """Metric names; unknown names and (unless a dry run) missing detectors fail here, before training."""
+def _parse_metrics(text, check_detectors, stylegan3):
+    """Metric names; unknown names, equivariance metrics without a StyleGAN3 config and (unless a dry run)
+    missing detectors fail here, before training."""
     names = [] if text is None or text.strip().lower() == 'none' else [m.strip() for m in text.split(',') if m.strip()]
     if names:
         try:
@@ -234,6 +235,10 @@ def _parse_metrics(text, check_detectors):
         bad = [m for m in names if not metric_main.is_valid_metric(m)]
         if bad:
             raise click.BadParameter(f'unknown metric {bad[0]!r}; valid: {", ".join(metric_main.list_valid_metrics()[:12])}, ... or none', param_hint='--metrics')
+        equivariance = [m for m in names if metric_main.is_equivariance_metric(m)]
+        if equivariance and not stylegan3:
+            raise click.BadParameter(f'{equivariance[0]} measures the equivariance of StyleGAN3 generators; '
+                                     f'use --cfg=stylegan3-t or --cfg=stylegan3-r', param_hint='--metrics')
         for name in names if check_detectors else []:
             for detector in metric_main.required_detectors(name):
                 try:
@@ -398,7 +403,7 @@ def run_or_exit(c, desc, opts, env):
 @click.option('--kimg',         help='Total training duration [default: preset]', metavar='KIMG', type=dnnlib.cli.FiniteFloat(min=0, min_open=True))
 @click.option('--tick',         help='How often to print progress [default: 4, CPU auto: 1]', metavar='KIMG', type=dnnlib.cli.FiniteFloat(min=0, min_open=True))
 @click.option('--snap',         help='How often to save snapshots [default: 50, CPU auto: 1]', metavar='TICKS', type=click.IntRange(min=1))
-@click.option('--metrics',      help='Quality metrics, comma-separated, or none', metavar='[NAME|A,B,C|none]', default='none', show_default=True)
+@click.option('--metrics',      help='Quality metrics, comma-separated, or none (offline on the demo data: fid_demo,pr_demo,cls_demo)', metavar='[NAME|A,B,C|none]', default='none', show_default=True)
 @click.option('--resume',       help='Resume: auto (newest checkpoint of this run), or a checkpoint / snapshot / NVlabs pickle', metavar='[auto|PATH|URL]')
 @click.option('--run-dir',      help='Use exactly this run dir instead of a new NNNNN-desc one under --outdir', metavar='DIR', type=dnnlib.cli.OutputDir())
 @click.option('--seed',         help='Random seed', metavar='INT', type=click.IntRange(min=0, max=dnnlib.cli.MAX_SEED), default=0, show_default=True)

@@ -10,9 +10,12 @@ Names. Parsed from a scheme so that quick variants need no code:
     eqt<N>k_int         EQ-T, PSNR (dB) under integer translation, N thousand samples (StyleGAN3 generators only)
     eqt<N>k_frac        EQ-T_frac, fractional translation
     eqr<N>k             EQ-R, rotation
-The NVlabs names (fid50k_full, kid50k_full, pr50k3_full, is50k, ppl2_wend, eqt50k_int, eqt50k_frac, eqr50k,
-fid50k, kid50k, pr50k3) keep their NVlabs meaning, including that '_full' metrics and IS ignore --mirror and
-the legacy ones do not.
+    fid_demo, pr_demo   FID and precision/recall (k=3) in the feature space of the demo detector (metrics.demo_detector,
+                        trained on first use, offline): all reals, 2000 generated. Comparable only among runs on the
+                        demo data (--data=demo): they are not FID or precision/recall as published.
+    cls_demo            share of 2000 generated images the demo detector recognises with confidence, per shape, and none
+The NVlabs names (fid50k_full, kid50k_full, pr50k3_full, is50k, ppl2_wend, fid50k, kid50k, pr50k3) keep
+their NVlabs meaning, including that '_full' metrics and IS ignore --mirror and the legacy ones do not.
 """
 
 import json
@@ -24,7 +27,7 @@ import torch
 
 import dnnlib
 from metrics import detectors, equivariance, frechet_inception_distance, inception_score, kernel_inception_distance, metric_utils
-from metrics import perceptual_path_length, precision_recall
+from metrics import demo_detector, perceptual_path_length, precision_recall
 
 #----------------------------------------------------------------------------
 # Metric functions: opts -> dict of results.
@@ -83,6 +86,22 @@ def _eq(name, n, kind):
     return fn
 
 
+def _demo(name):
+    def fn(opts):
+        opts.dataset_kwargs.update(max_size=None, xflip=False)
+        path = demo_detector.detector_for_metrics(opts)
+        if name == 'fid_demo':
+            opts.inception = path
+            return {name: frechet_inception_distance.compute_fid(opts, max_real=None, num_gen=demo_detector.NUM_GEN)}
+        if name == 'pr_demo':
+            precision, recall = precision_recall.compute_pr(opts, max_real=None, num_gen=demo_detector.NUM_GEN, nhood_size=3,
+                                                            row_batch_size=10000, col_batch_size=10000, detector_name=path)
+            return {f'{name}_precision': precision, f'{name}_recall': recall}
+        shares = demo_detector.compute_cls(opts, num_gen=demo_detector.NUM_GEN, detector_path=path)
+        return {f'{name}_{cls}': share for cls, share in shares.items()}
+    return fn
+
+
 _FIXED = {
     'ppl2_wend': ('w', 'end', False),
     'ppl_zfull': ('z', 'full', True),
@@ -102,6 +121,7 @@ _PATTERNS = [
 
 RECOMMENDED = ['fid50k_full', 'kid50k_full', 'pr50k3_full', 'ppl2_wend', 'is50k', 'eqt50k_int', 'eqt50k_frac', 'eqr50k']
 LEGACY = ['fid50k', 'kid50k', 'pr50k3', 'ppl_zfull', 'ppl_wfull', 'ppl_zend', 'ppl_wend']
+DEMO = ['fid_demo', 'pr_demo', 'cls_demo']
 QUICK = ['fid10k_full', 'fid5k_full', 'fid2k_full', 'fid1k_full', 'kid10k_full', 'kid1k_full', 'pr10k3_full', 'pr1k3_full', 'is10k', 'is1k',
          'eqt1k_int', 'eqt1k_frac', 'eqr1k']
 
@@ -111,6 +131,8 @@ def _metric_fn(metric):
         return None
     if metric in _FIXED:
         return _ppl(metric, *_FIXED[metric])
+    if metric in DEMO:
+        return _demo(metric)
     for pattern, make in _PATTERNS:
         m = pattern.fullmatch(metric)
         if m:
@@ -123,15 +145,23 @@ def is_valid_metric(metric):
 
 
 def required_detectors(metric):
-    """Names of the detectors `metric` loads (train.py resolves them at start-up, before training)."""
+    """Names of the detectors `metric` loads (train.py resolves them at start-up, before training). The demo
+    metrics build their own detector on first use; the equivariance metrics need none."""
+    if metric in DEMO or is_equivariance_metric(metric):
+        return []
     if metric.startswith(('pr', 'ppl')):
         return [detectors.VGG16]
     return [detectors.INCEPTION]
 
 
+def is_equivariance_metric(metric):
+    """True for eqt<N>k_int, eqt<N>k_frac and eqr<N>k, which need a StyleGAN3 generator."""
+    return re.fullmatch(r'eqt([1-9]\d*)k_(int|frac)|eqr([1-9]\d*)k', metric) is not None
+
+
 def list_valid_metrics():
-    """Named metrics (recommended, legacy, quick variants); the scheme accepts other counts too."""
-    return RECOMMENDED + LEGACY + QUICK
+    """Named metrics (recommended, legacy, quick variants, offline demo metrics); the scheme accepts other counts too."""
+    return RECOMMENDED + LEGACY + QUICK + DEMO
 
 
 def describe_valid_metrics():

@@ -8,6 +8,7 @@ and W processes produce the same set of items (and the same numbers) as one. Lat
 generated item g come from a generator seeded with `stream_seed(seed, g)`, which makes that possible.
 """
 
+import contextlib
 import copy
 import hashlib
 import json
@@ -112,20 +113,27 @@ class ProgressMonitor:
         return ProgressMonitor(tag=tag, num_items=num_items, flush_interval=flush_interval, verbose=self.verbose, file=self.file)
 
 #----------------------------------------------------------------------------
-# Distributed helpers (no-ops for a single process).
+# Detectors, loaded once per process; rank 0 first.
+
+@contextlib.contextmanager
+def leader_first(opts):
+    """Run the block on rank 0 first (a download, a build) and on the other ranks after it (no-op for one process)."""
+    if opts.rank != 0:
+        distributed.barrier()
+    try:
+        yield
+    finally:
+        if opts.rank == 0:
+            distributed.barrier()
+
 
 def get_feature_detector(name, opts, verbose=False):
     """Load the detector `name` (a known name, URL or path) on opts.device, cached per process by file
     identity; rank 0 goes first so that only one process downloads. Returns (module, identity) where
     identity ({'name', 'sha256'}) keys the statistics cache."""
-    if opts.rank != 0:
-        distributed.barrier()  # leader goes first
-    try:
+    with leader_first(opts):
         path = detectors.resolve_detector(name, detector_dir=opts.detector_dir, verbose=verbose and opts.rank == 0)
         module = detectors.get_detector(path, device=opts.device)
-    finally:
-        if opts.rank == 0:
-            distributed.barrier()  # others follow
     return module, detectors.detector_identity(path)
 
 #----------------------------------------------------------------------------

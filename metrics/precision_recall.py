@@ -69,14 +69,15 @@ def pr_from_features(real, gen, nhood_size=3, row_batch_size=10000, col_batch_si
 
 #----------------------------------------------------------------------------
 
-def compute_pr(opts, max_real, num_gen, nhood_size, row_batch_size, col_batch_size):
-    """Precision and recall of opts.G against the dataset on VGG16 features."""
+def compute_pr(opts, max_real, num_gen, nhood_size, row_batch_size, col_batch_size, detector_name=detectors.VGG16):
+    """Precision and recall of opts.G against the dataset on the features of `detector_name` (VGG16 as NVlabs;
+    the demo detector for pr_demo)."""
     detector_kwargs = dict(return_features=True)
     real_features = metric_utils.compute_feature_stats_for_dataset(
-        opts=opts, detector_name=detectors.VGG16, detector_kwargs=detector_kwargs,
+        opts=opts, detector_name=detector_name, detector_kwargs=detector_kwargs,
         capture_all=True, max_items=max_real).get_all_torch()
     gen_features = metric_utils.compute_feature_stats_for_generator(
-        opts=opts, detector_name=detectors.VGG16, detector_kwargs=detector_kwargs,
+        opts=opts, detector_name=detector_name, detector_kwargs=detector_kwargs,
         capture_all=True, max_items=num_gen).get_all_torch()
     return pr_from_features(real_features, gen_features, nhood_size=nhood_size, row_batch_size=row_batch_size,
                             col_batch_size=col_batch_size, num_gpus=opts.num_gpus, rank=opts.rank, device=opts.device)

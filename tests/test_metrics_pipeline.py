@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from metrics import frechet_inception_distance, inception_score, kernel_inception_distance, metric_main, metric_utils
+from metrics import detectors, frechet_inception_distance, inception_score, kernel_inception_distance, metric_main, metric_utils
 from metrics import perceptual_path_length, precision_recall
 from tests import metrics_fixtures as mf
 from tests.metrics_fixtures import single_thread  # noqa: F401 (autouse fixture)
@@ -257,3 +257,15 @@ def test_detector_kwargs_are_nvlabs(monkeypatch, fn, detector_kwargs, capture):
     assert len(calls) >= 1
     for kwargs, stats_kwargs in calls:
         assert kwargs == detector_kwargs and stats_kwargs == {capture: True}
+
+
+def test_required_detectors_per_metric():
+    # What train.py resolves at start-up: Inception for FID/KID/IS, VGG16 for PR/PPL, nothing for the
+    # equivariance metrics (no detector) and the demo metrics (their detector is built on first use).
+    assert metric_main.required_detectors('fid50k_full') == [detectors.INCEPTION]
+    assert metric_main.required_detectors('is10k') == [detectors.INCEPTION]
+    assert metric_main.required_detectors('pr50k3_full') == [detectors.VGG16]
+    assert metric_main.required_detectors('ppl2_wend') == [detectors.VGG16]
+    for name in ('eqt50k_int', 'eqt1k_frac', 'eqr50k', 'fid_demo', 'pr_demo', 'cls_demo'):
+        assert metric_main.required_detectors(name) == [], name
+    assert metric_main.is_equivariance_metric('eqt7k_frac') and not metric_main.is_equivariance_metric('eqt7k')

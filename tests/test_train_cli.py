@@ -31,6 +31,7 @@ def _run(args):
     (['--batch=8', '--batch-gpu=2', '--mbstd-group=4'], '--batch-gpu', 'smaller than the minibatch-std group'),
     (['--cfg=nosuchcfg'], '--cfg', 'nosuchcfg'),
     (['--metrics=fid_nonsense'], '--metrics', 'unknown metric'),
+    (['--metrics=fid_demo,eqt1k_int'], '--metrics', 'eqt1k_int measures the equivariance of StyleGAN3 generators'),
     (['--p=0.3'], '--p', 'aug=fixed'),
     (['--target=0.5', '--aug=noaug'], '--target', 'aug=ada'),
     (['--resume=/no/such/checkpoint.pt'], '--resume', 'no such file'),
