@@ -219,12 +219,13 @@ def test_resume_auto_matches_recorded_options_and_falls_back(tmp_path):
 
     # A damaged newest checkpoint: the previous one is used.
     (a / 'training-state-000000.008.pt').write_bytes(b'PK\x03\x04 truncated')
-    plan = resume.plan_run(str(outdir), 'desc', dict(options, total_kimg=0.004), resume='auto', ignore_keys=('total_kimg',))
+    with pytest.warns(UserWarning, match=r'Skipping unusable checkpoint .*000000\.008\.pt'):
+        plan = resume.plan_run(str(outdir), 'desc', dict(options, total_kimg=0.004), resume='auto', ignore_keys=('total_kimg',))
     assert plan.resume.endswith('000000.004.pt') and plan.complete  # 4 images of 0.004 kimg done
 
     # None usable: an error, never a restart at kimg 0 inside the old dir.
     (a / 'training-state-000000.004.pt').write_bytes(b'')
-    with pytest.raises(resume.ResumeError, match='none is usable'):
+    with pytest.raises(resume.ResumeError, match='none is usable'), pytest.warns(UserWarning, match='Skipping unusable checkpoint'):
         resume.plan_run(str(outdir), 'desc', options, resume='auto', ignore_keys=('total_kimg',))
 
     # Nothing matches: a fresh run, with a note naming the option of the nearest candidate.
