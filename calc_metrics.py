@@ -2,7 +2,6 @@
 snapshot of a training run that has not been evaluated yet, appending NVlabs-style JSONL lines to
 `metric-<name>.jsonl` in the run directory."""
 
-import json
 import os
 import re
 import time
@@ -40,18 +39,7 @@ def file_signature(path):
 def failed_snapshots(run_dir, metric):
     """{snapshot_pkl relative to run_dir: failure entry} from <run_dir>/metric-<name>.jsonl (the latest line per snapshot
     wins, so a later success clears a failure); malformed lines are ignored."""
-    path = metric_main.metric_jsonl_path(run_dir, metric)
-    latest = {}
-    if not os.path.isfile(path):
-        return {}
-    with open(path, 'rt', encoding='utf-8') as f:
-        for line in f:
-            try:
-                entry = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(entry, dict) and entry.get('metric') == metric and isinstance(entry.get('snapshot_pkl'), str):
-                latest[os.path.normpath(entry['snapshot_pkl'])] = entry
+    latest = {os.path.normpath(entry['snapshot_pkl']): entry for entry in metric_main.metric_entries(run_dir, metric)}
     return {rel: entry for rel, entry in latest.items() if 'failed' in entry}
 
 

@@ -243,22 +243,29 @@ def report_metric(result_dict, run_dir=None, snapshot_pkl=None, verbose=True):
     return jsonl_line
 
 
-def evaluated_snapshots(run_dir, metric):
-    """snapshot_pkl values (relative to run_dir) with a result in <run_dir>/metric-<name>.jsonl; malformed lines and
-    failure lines (calc_metrics records snapshots that cannot be loaded with a 'failed' reason) are ignored."""
+def metric_entries(run_dir, metric):
+    """The well-formed lines of <run_dir>/metric-<name>.jsonl for `metric` (dicts with a string snapshot_pkl),
+    in file order; malformed lines are ignored."""
     path = metric_jsonl_path(run_dir, metric)
-    done = set()
     if not os.path.isfile(path):
-        return done
+        return []
+    entries = []
     with open(path, 'rt', encoding='utf-8') as f:
         for line in f:
             try:
                 entry = json.loads(line)
             except json.JSONDecodeError:
                 continue
-            if isinstance(entry, dict) and entry.get('metric') == metric and entry.get('snapshot_pkl') and 'failed' not in entry:
-                done.add(os.path.normpath(entry['snapshot_pkl']))
-    return done
+            if isinstance(entry, dict) and entry.get('metric') == metric and isinstance(entry.get('snapshot_pkl'), str) \
+                    and entry['snapshot_pkl']:
+                entries.append(entry)
+    return entries
+
+
+def evaluated_snapshots(run_dir, metric):
+    """snapshot_pkl values (relative to run_dir) with a result in <run_dir>/metric-<name>.jsonl; failure lines
+    (calc_metrics records snapshots that cannot be loaded with a 'failed' reason) are ignored."""
+    return {os.path.normpath(entry['snapshot_pkl']) for entry in metric_entries(run_dir, metric) if 'failed' not in entry}
 
 
 def run_metrics_on_snapshot(metrics, G_ema, dataset_kwargs, run_dir, snapshot_path, num_gpus=1, rank=0, device=None, detector_dir=None, verbose=False, **opts_kwargs):
