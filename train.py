@@ -70,9 +70,13 @@ CFG_SPECS = {
 }
 
 # 'auto' on CPU: small networks and batch so that the quick start shows shapes within minutes
-# (fills only unset --batch/--cbase/--cmax/--tick/--snap; measured ~30 s/kimg on 2 cores).
-# --cfg=stylegan3-t/r on CPU use the same values (R doubles G's cbase/cmax as always).
-CPU_AUTO = dict(batch=8, cbase=1024, cmax=32, tick=1, snap=1, grid=(16, 8))
+# (fills only unset --batch/--cbase/--cmax/--tick/--snap/--aug/--w-input). w_input: G's 4x4 input depends
+# on w (networks_stylegan2 input_from_w); without it these small generators vary colour but not shape
+# for 80 kimg and more on the demo data (README, Quick start). aug: ADA's pipeline costs ~30 % per kimg
+# on CPU even at p = 0, and a run of tens of kimg does not overfit the 2000 demo images.
+# --cfg=stylegan3-t/r on CPU use the same values except w_input (StyleGAN3's input depends on w already;
+# R doubles G's cbase/cmax as always).
+CPU_AUTO = dict(batch=8, cbase=1024, cmax=32, tick=1, snap=1, grid=(16, 8), aug='noaug', w_input=True)
 
 # NVlabs transfer learning (--resume from network weights): ADA reacts faster and the EMA has no ramp-up.
 # A --resume=auto continuation inherits these from the run it continues, so they are not compared.
@@ -127,6 +131,10 @@ def build_config(opts, num_gpus, dry_run=False):
     fp16 = dict(num_fp16_res=0, conv_clamp=None) if opts.fp32 else dict(num_fp16_res=4, conv_clamp=256)
     c.G_kwargs = dnnlib.EasyDict(class_name='training.networks_stylegan2.Generator', z_dim=512, w_dim=512,
         mapping_kwargs=dnnlib.EasyDict(num_layers=pick(opts.map, spec.map)), channel_base=cbase, channel_max=cmax, **fp16)
+    if stylegan3 and opts.w_input:
+        raise click.BadParameter(f'is for StyleGAN2 generators; the input of --cfg={opts.cfg} depends on w already', param_hint='--w-input')
+    if pick(opts.w_input, cpu_auto and not stylegan3 and CPU_AUTO['w_input']):
+        c.G_kwargs.input_from_w = True  # only when on: the other presets' options stay NVlabs' own
     c.D_kwargs = dnnlib.EasyDict(class_name='training.networks_stylegan2.Discriminator', channel_base=cbase, channel_max=cmax,
         block_kwargs=dnnlib.EasyDict(), mapping_kwargs=dnnlib.EasyDict(), epilogue_kwargs=dnnlib.EasyDict(mbstd_group_size=mbstd), **fp16)
     c.G_opt_kwargs = dnnlib.EasyDict(class_name='torch.optim.Adam', lr=pick(opts.glr, spec.lrate), betas=[0, 0.99], eps=1e-8)
@@ -165,16 +173,17 @@ def build_config(opts, num_gpus, dry_run=False):
             stabilize_kimg=600, fade_kimg=600, G_reg_interval=c.G_reg_interval, D_reg_interval=c.D_reg_interval)
 
     # Augmentation.
+    aug = pick(opts.aug, CPU_AUTO['aug'] if cpu_auto else 'ada')
     c.augment_kwargs, c.augment_p, c.ada_target = None, 0, None
-    if opts.aug != 'noaug':
+    if aug != 'noaug':
         c.augment_kwargs = dnnlib.EasyDict(class_name='training.augment.AugmentPipe', **_augpipe_specs()[opts.augpipe])
-        if opts.aug == 'ada':
+        if aug == 'ada':
             c.ada_target = pick(opts.target, 0.6)
         else:
             c.augment_p = pick(opts.p, 0.2)
-    if opts.p is not None and opts.aug != 'fixed':
+    if opts.p is not None and aug != 'fixed':
         raise click.BadParameter('can only be given with --aug=fixed', param_hint='--p')
-    if opts.target is not None and opts.aug != 'ada':
+    if opts.target is not None and aug != 'ada':
         raise click.BadParameter('can only be given with --aug=ada', param_hint='--target')
 
     c.metrics = _parse_metrics(opts.metrics, check_detectors=not dry_run, stylegan3=stylegan3)
@@ -396,7 +405,7 @@ def run_or_exit(c, desc, opts, env):
 @click.option('--gamma',        help='R1 regularization weight [default: preset]', metavar='FLOAT', type=dnnlib.cli.FiniteFloat(min=0))
 @click.option('--mirror',       help='Enable dataset x-flips', metavar='BOOL', type=bool, default=False, show_default=True)
 @click.option('--cond',         help='Train conditional model', metavar='BOOL', type=bool, default=False, show_default=True)
-@click.option('--aug',          help='Augmentation mode', type=click.Choice(['noaug', 'ada', 'fixed']), default='ada', show_default=True)
+@click.option('--aug',          help='Augmentation mode [default: ada, CPU auto: noaug]', type=click.Choice(['noaug', 'ada', 'fixed']))
 @click.option('--p',            help='Probability for --aug=fixed [default: 0.2]', metavar='FLOAT', type=dnnlib.cli.FiniteFloat(min=0, max=1))
 @click.option('--target',       help='ADA target value for --aug=ada [default: 0.6]', metavar='FLOAT', type=dnnlib.cli.FiniteFloat(min=0, max=1, min_open=True, max_open=True))
 @click.option('--augpipe',      help='Augmentation pipeline', type=click.Choice(['blit', 'geom', 'color', 'filter', 'noise', 'cutout', 'bg', 'bgc', 'bgcf', 'bgcfn', 'bgcfnc']), default='bgc', show_default=True)
@@ -414,6 +423,7 @@ def run_or_exit(c, desc, opts, env):
 @click.option('--cbase',        help='Capacity multiplier [default: preset]', metavar='INT', type=click.IntRange(min=1))
 @click.option('--cmax',         help='Max. feature maps [default: preset]', metavar='INT', type=click.IntRange(min=1))
 @click.option('--map',          help='Mapping network depth [default: preset]', metavar='INT', type=click.IntRange(min=1))
+@click.option('--w-input',      help="G's 4x4 input = constant + affine(w), not in NVlabs [default: off, CPU auto: on]", metavar='BOOL', type=bool)
 @click.option('--mbstd-group',  help='Minibatch std group size [default: preset]', metavar='INT', type=click.IntRange(min=1))
 @click.option('--glr',          help='G learning rate [default: preset]', metavar='FLOAT', type=dnnlib.cli.FiniteFloat(min=0, min_open=True))
 @click.option('--dlr',          help='D learning rate [default: preset]', metavar='FLOAT', type=dnnlib.cli.FiniteFloat(min=0, min_open=True))

@@ -247,6 +247,44 @@ def test_truncation_psi0_gives_w_avg_and_cutoff():
     assert torch.equal(cut[:, 2:], full[:, 2:])
 
 
+def test_input_from_w_adds_an_affine_of_w_to_the_constant():
+    """input_from_w (ours, off by default): b4's input is const + (w0 @ (W / sqrt(w_dim)).T) reshaped to
+    [C, 4, 4], w0 being the block's first w; one extra weight, no other key or shape changes."""
+    plain, G = _small_G(), _small_G(input_from_w=True)
+    extra = set(G.state_dict()) - set(plain.state_dict())
+    assert extra == {'synthesis.b4.const_affine.weight'} and set(plain.state_dict()) <= set(G.state_dict())
+    assert G.synthesis.b4.const_affine.weight.shape == (32 * 4 * 4, 32)
+    assert all(not hasattr(getattr(G.synthesis, f'b{r}'), 'const_affine') for r in (8, 16))  # first block only
+
+    block = G.synthesis.b4
+    seen = []
+    block.conv1.register_forward_pre_hook(lambda module, args: seen.append(args[0].detach().double()))
+    ws = torch.randn(3, block.num_conv + block.num_torgb, 32)
+    block(None, None, ws, noise_mode='const')
+    affine = ws[:, 0].double() @ (block.const_affine.weight.double() / np.sqrt(32)).t()
+    expect = block.const.double().unsqueeze(0) + affine.reshape(3, 32, 4, 4)
+    assert torch.allclose(seen[0], expect, atol=1e-5)
+    assert (seen[0][0] - seen[0][1]).abs().max() > 0.1  # the input differs per sample
+
+    # With the affine weight at zero it is the NVlabs network with the same weights.
+    with torch.no_grad():
+        block.const_affine.weight.zero_()
+    plain.load_state_dict({k: v for k, v in G.state_dict().items() if k not in extra})
+    z = torch.randn(2, 32)
+    assert torch.equal(G(z, None, noise_mode='const'), plain(z, None, noise_mode='const'))
+
+
+def test_input_from_w_survives_a_snapshot_round_trip():
+    from torch_utils import snapshot
+    G = _small_G(input_from_w=True).eval()
+    with torch.no_grad():
+        G.synthesis.b4.const_affine.weight.normal_()
+    G2 = snapshot.record_to_module(snapshot.module_to_record(G)).eval()
+    assert G2.synthesis.b4.input_from_w and 'input_from_w=True' in repr(G2.synthesis.b4)
+    z = torch.randn(2, 32)
+    assert torch.equal(G(z, None, noise_mode='const'), G2(z, None, noise_mode='const'))
+
+
 def test_w_avg_update():
     G = _small_G()
     G.mapping.w_avg.copy_(torch.randn(32))

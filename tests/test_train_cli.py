@@ -128,7 +128,31 @@ def test_dry_run_writes_nothing_and_presets_fill_unset(tmp_path, data_path):
     result = _run([f'--outdir={outdir}', f'--data={data_path}', '--device=cpu', '--cbase=512', '-n'])
     options = json.loads(result.output[result.output.index('{'):result.output.index('\n}') + 2])
     assert options['G_kwargs']['channel_base'] == 512 and options['G_kwargs']['channel_max'] == train.CPU_AUTO['cmax']
+    assert options['G_kwargs']['input_from_w'] is True
     assert not outdir.exists()
+
+
+def test_cpu_auto_w_input_and_aug_defaults(tmp_path, data_path, monkeypatch):
+    """The CPU auto preset turns --w-input on and augmentation off; both stay NVlabs' elsewhere (no
+    input_from_w key at all, ADA), explicit flags win, and --w-input is refused for StyleGAN3."""
+    base = [f'--outdir={tmp_path}', f'--data={data_path}']
+    o = _dry_run_options(base + ['--device=cpu'])
+    assert o['augment_kwargs'] is None and o['ada_target'] is None and o['augment_p'] == 0
+    o = _dry_run_options(base + ['--device=cpu', '--aug=ada'])
+    assert o['augment_kwargs']['class_name'] == 'training.augment.AugmentPipe' and o['ada_target'] == 0.6
+    assert _dry_run_options(base + ['--device=cpu', '--cfg=paper256'])['ada_target'] == 0.6
+    result = _run(base + ['--device=cpu', '--target=0.5', '-n'])  # the CPU default is noaug
+    assert result.exit_code == 2 and '--target' in result.output and 'aug=ada' in result.output, result.output
+    assert _dry_run_options(base + ['--device=cpu'])['G_kwargs']['input_from_w'] is True
+    assert 'input_from_w' not in _dry_run_options(base + ['--device=cpu', '--w-input=0'])['G_kwargs']
+    assert 'input_from_w' not in _dry_run_options(base + ['--device=cpu', '--cfg=paper256'])['G_kwargs']
+    assert _dry_run_options(base + ['--device=cpu', '--cfg=paper256', '--w-input=1'])['G_kwargs']['input_from_w'] is True
+    assert 'input_from_w' not in _dry_run_options(base + ['--device=cpu', '--cfg=stylegan3-t', '--gamma=1'])['G_kwargs']
+    result = _run(base + ['--device=cpu', '--cfg=stylegan3-t', '--gamma=1', '--w-input=1', '-n'])
+    assert result.exit_code == 2 and '--w-input' in result.output and 'stylegan3-t' in result.output, result.output
+    monkeypatch.setattr(train.torch.cuda, 'is_available', lambda: True)
+    monkeypatch.setattr(train.torch.cuda, 'device_count', lambda: 1)
+    assert 'input_from_w' not in _dry_run_options(base + ['--device=cuda'])['G_kwargs']
 
 
 def test_resume_auto_is_the_same_command(tmp_path, data_path):

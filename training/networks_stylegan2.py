@@ -10,6 +10,9 @@ weights load by name and give the same images.
 Blocks are reachable as `getattr(net, f'b{res}')` and run on their own (SynthesisBlock.forward(x,
 img, ws), DiscriminatorBlock.forward(x, img)), which the progressive-growing wrapper builds on.
 fp16 blocks (`num_fp16_res`) switch to float32 on CPU; `fp16_dtype='bfloat16'` runs them in bf16.
+One addition of ours, off by default: `input_from_w=True` adds an affine function of w to the 4x4
+constant (state_dict name `synthesis.b4.const_affine.weight`). With a constant input a small generator
+varies colour with z long before shape and position; the CPU demo preset of train.py turns it on.
 """
 
 import numpy as np
@@ -337,6 +340,8 @@ class SynthesisBlock(torch.nn.Module):
         fused_modconv_default   = True,         # fused_modconv when the caller passes None; 'inference_only' = fused in eval mode only;
                                                 # 'ada' = the stylegan2-ada-pytorch rule: eval mode and (float32 block or batch 1).
         fp16_dtype              = 'float16',    # Reduced-precision dtype of use_fp16 blocks: 'float16' or 'bfloat16'.
+        input_from_w            = False,        # First block: add an affine function of its w to the learned constant input
+                                                # (ganforge, not in NVlabs: lets small generators vary shape and position early).
         **layer_kwargs,                         # Arguments for SynthesisLayer.
     ):
         _check_architecture(architecture)
@@ -355,8 +360,11 @@ class SynthesisBlock(torch.nn.Module):
         self.num_conv = 0
         self.num_torgb = 0
 
+        self.input_from_w = bool(input_from_w) and in_channels == 0
         if in_channels == 0:
             self.const = torch.nn.Parameter(torch.randn([out_channels, resolution, resolution]))
+        if self.input_from_w:
+            self.const_affine = FullyConnectedLayer(w_dim, out_channels * resolution * resolution, bias=False)
         if in_channels != 0:
             self.conv0 = SynthesisLayer(in_channels, out_channels, w_dim=w_dim, resolution=resolution, up=2,
                 resample_filter=resample_filter, conv_clamp=conv_clamp, channels_last=self.channels_last, **layer_kwargs)
@@ -398,6 +406,8 @@ class SynthesisBlock(torch.nn.Module):
         if self.in_channels == 0:
             x = self.const.to(dtype=dtype, memory_format=memory_format)
             x = x.unsqueeze(0).repeat([ws.shape[0], 1, 1, 1])
+            if self.input_from_w:  # the block's first w, the one conv1 uses
+                x = (x + self.const_affine(ws[:, 0]).reshape(x.shape).to(dtype)).to(memory_format=memory_format)
         else:
             misc.assert_shape(x, [None, self.in_channels, self.resolution // 2, self.resolution // 2], name=f'x input of synthesis block b{self.resolution}')
             x = x.to(dtype=dtype, memory_format=memory_format)
@@ -428,7 +438,7 @@ class SynthesisBlock(torch.nn.Module):
         return x, img
 
     def extra_repr(self):
-        return f'resolution={self.resolution}, architecture={self.architecture}'
+        return f'resolution={self.resolution}, architecture={self.architecture}' + (', input_from_w=True' if self.input_from_w else '')
 
 
 @persistence.persistent_class
