@@ -4,8 +4,8 @@
 Examples:
 
 \b
-# Quick start: the built-in demo data (32x32 shapes) on CPU, a few minutes.
-python train.py --outdir=runs --data=demo --kimg=6
+# Quick start: the built-in demo data (32x32 shapes) on CPU, about 20 minutes on 2 cores.
+python train.py --outdir=runs --data=demo --kimg=40
 
 \b
 # One GPU, 256x256 dataset, paper256 preset, ADA, mirrored.

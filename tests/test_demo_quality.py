@@ -151,18 +151,22 @@ def test_metrics_of_the_reals_against_themselves(demo_zip, detector):
 #----------------------------------------------------------------------------
 
 @pytest.mark.slow
-def test_training_learns(tmp_path, cache_dir, detector):
-    """The quick start (--cfg=auto on CPU) for 6 kimg: fid_demo must fall well below the initial network's.
-    Measured (README): 1972 at 0 kimg, 4595 at 2 (early speckle is farther from the data than the smooth
-    initial output, hence not 2 kimg), 1169 at 6, 686 at 10 on one thread; this test on two threads:
-    1972 -> 745 at 6 kimg. The bound asks for a drop to under 0.8x."""
+@pytest.mark.timeout(1800)  # one thread, so the figures below repeat on this machine; about 9 minutes
+def test_training_learns(tmp_path, cache_dir, detector, one_thread):
+    """The quick start (--cfg=auto on CPU) for 20 kimg: fid_demo must fall well below the initial
+    network's. fid_demo swings from snapshot to snapshot (early speckle scores worse than the smooth
+    initial output, and later runs relapse for a snapshot or two), so the bound is on the best of the
+    snapshots at 14-20 kimg: under half the initial value. Measured (this test, one thread, 2-core CPU):
+    1013 at 0 kimg, then 3277 / 4459 / 3890 / 2476 / 2264 / 1727 at 2-12, 688 / 742 / 401 / 262 at 14 / 16 /
+    18 / 20 kimg; prototypes of the preset reached 198 (without ADA) and 339 (with ADA) at 20 kimg from
+    about 1100."""
     import train  # the script: the test is end to end
     outdir = tmp_path / 'runs'
-    args = [f'--outdir={outdir}', '--data=demo', '--device=cpu', '--workers=0', '--kimg=6', '--snap=6', '--metrics=fid_demo']
+    args = [f'--outdir={outdir}', '--data=demo', '--device=cpu', '--workers=0', '--kimg=20', '--snap=2', '--metrics=fid_demo']
     result = CliRunner().invoke(train.main, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     (run_dir,) = list(outdir.iterdir())
     with open(run_dir / 'metric-fid_demo.jsonl', encoding='utf-8') as f:
-        fids = {line['snapshot_pkl']: line['results']['fid_demo'] for line in map(json.loads, f)}
-    assert sorted(fids) == ['network-snapshot-000000.pt', 'network-snapshot-000006.pt']
-    assert fids['network-snapshot-000006.pt'] < 0.8 * fids['network-snapshot-000000.pt'], fids
+        fids = {int(line['snapshot_pkl'][17:23]): line['results']['fid_demo'] for line in map(json.loads, f)}
+    assert sorted(fids) == list(range(0, 21, 2)), fids
+    assert min(fids[k] for k in (14, 16, 18, 20)) < 0.5 * fids[0], fids
